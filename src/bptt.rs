@@ -1,0 +1,298 @@
+//! The forward unroll and hand-derived backpropagation through time (THEORY.md §3), written
+//! once over the [`Cell`] trait. Layout: a batch of sequences is a matrix whose column t·B + b is
+//! step t of sequence b, so each layer runs one GEMM for all input projections, one GEMM per
+//! step for the recurrence, and after the backward loop one GEMM per weight gradient. Buffers
+//! are allocated per layer before the time loop; nothing is allocated inside it.
+
+use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, StepRef};
+use crate::linalg::{gemm, Op};
+use crate::loss::{loss_and_grad, Targets};
+use crate::params::Params;
+use crate::scalar::Scalar;
+use nalgebra::{DMatrix, DMatrixView, DVector};
+
+/// A batch of input sequences and initial states.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inputs<T: Scalar> {
+    /// I × T·B, column t·B + b = x_{t+1} of sequence b (PyTorch's [T, B, I] memory order).
+    pub x: DMatrix<T>,
+    /// Sequence length T ≥ 1.
+    pub steps: usize,
+    /// Batch size B ≥ 1.
+    pub batch: usize,
+    /// Per layer, H × B initial hidden state.
+    pub h0: Vec<DMatrix<T>>,
+    /// Per layer, H × B initial cell state (LSTM); empty for other cells.
+    pub c0: Vec<DMatrix<T>>,
+}
+
+impl<T: Scalar> Inputs<T> {
+    /// Inputs with zero initial states for `params`.
+    pub fn with_zero_state(params: &Params<T>, x: DMatrix<T>, steps: usize, batch: usize) -> Self {
+        let zeros = || vec![DMatrix::zeros(params.hidden(), batch); params.layers().len()];
+        let c0 = if params.kind().has_cell_state() { zeros() } else { Vec::new() };
+        Inputs { x, steps, batch, h0: zeros(), c0 }
+    }
+}
+
+/// One layer's saved forward pass.
+#[derive(Clone, Debug)]
+pub struct LayerTape<T: Scalar> {
+    /// G·H × T·B input projections W_ih x_t + b_ih.
+    pub xp: DMatrix<T>,
+    /// H × (T+1)·B hidden states h_0..h_T.
+    pub hs: DMatrix<T>,
+    /// H × (T+1)·B cell states c_0..c_T (LSTM), 0 rows otherwise.
+    pub cs: DMatrix<T>,
+    /// CACHE·H × T·B per-step caches of the cell.
+    pub cache: DMatrix<T>,
+}
+
+/// A finished forward pass: everything backward, Jacobians and probes read.
+#[derive(Clone, Debug)]
+pub struct Tape<T: Scalar> {
+    pub kind: CellKind,
+    pub steps: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    pub layers: Vec<LayerTape<T>>,
+    /// O × T·B outputs y_t (the head's, or the top layer's h_t).
+    pub y: DMatrix<T>,
+}
+
+impl<T: Scalar> Tape<T> {
+    /// H × T·B top-layer hidden states h_1..h_T.
+    pub fn output(&self) -> DMatrixView<'_, T> {
+        self.layers.last().expect("a model has layers").hs.columns(self.batch, self.steps * self.batch)
+    }
+
+    /// H × B final hidden state of `layer`.
+    pub fn h_n(&self, layer: usize) -> DMatrixView<'_, T> {
+        self.layers[layer].hs.columns(self.steps * self.batch, self.batch)
+    }
+
+    /// H × B final cell state of `layer` (0 rows without a cell state).
+    pub fn c_n(&self, layer: usize) -> DMatrixView<'_, T> {
+        self.layers[layer].cs.columns(self.steps * self.batch, self.batch)
+    }
+
+    /// What step `t` (1..=T) of sequence `b` in `layer` saved.
+    pub fn step(&self, layer: usize, t: usize, b: usize) -> StepRef<'_, T> {
+        debug_assert!(t >= 1 && t <= self.steps && b < self.batch);
+        let l = &self.layers[layer];
+        let h = self.hidden;
+        let ch = l.cs.nrows();
+        let s_prev = (t - 1) * self.batch + b;
+        let s = t * self.batch + b;
+        let cl = l.cache.nrows();
+        StepRef {
+            hidden: h,
+            cache: &l.cache.as_slice()[s_prev * cl..(s_prev + 1) * cl],
+            h_prev: &l.hs.as_slice()[s_prev * h..(s_prev + 1) * h],
+            c_prev: &l.cs.as_slice()[s_prev * ch..(s_prev + 1) * ch],
+            h: &l.hs.as_slice()[s * h..(s + 1) * h],
+            c: &l.cs.as_slice()[s * ch..(s + 1) * ch],
+        }
+    }
+}
+
+/// Gradients of the loss with respect to everything that went in.
+#[derive(Clone, Debug)]
+pub struct Grads<T: Scalar> {
+    /// ∂L/∂θ in the layout and names of the parameters.
+    pub params: Params<T>,
+    /// I × T·B, ∂L/∂x.
+    pub x: DMatrix<T>,
+    /// Per layer H × B, ∂L/∂h_0.
+    pub h0: Vec<DMatrix<T>>,
+    /// Per layer H × B, ∂L/∂c_0 (LSTM), empty otherwise.
+    pub c0: Vec<DMatrix<T>>,
+}
+
+/// Runs the network forward over the batch and keeps the tape.
+pub fn forward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
+    match params.kind() {
+        CellKind::Rnn => forward_cell::<Rnn, T>(params, inputs),
+        CellKind::Lstm => forward_cell::<Lstm, T>(params, inputs),
+        CellKind::Gru => forward_cell::<Gru, T>(params, inputs),
+    }
+}
+
+/// Backpropagates `dy` = ∂L/∂y (O × T·B) through a tape made by [`forward`] from the same
+/// `params` and `inputs`.
+pub fn backward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T>, dy: &DMatrix<T>) -> Grads<T> {
+    match params.kind() {
+        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy),
+        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy),
+        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy),
+    }
+}
+
+/// Forward, loss and backward in one call: (tape, loss, gradients).
+pub fn gradients<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, targets: &Targets<T>) -> (Tape<T>, T, Grads<T>) {
+    let tape = forward(params, inputs);
+    let (loss, dy) = loss_and_grad(&tape.y, targets);
+    let grads = backward(params, inputs, &tape, &dy);
+    (tape, loss, grads)
+}
+
+/// ∂s_t/∂s_{t-1} of `layer` at step `t` (1..=T) for sequence `b` (THEORY.md §4).
+pub fn step_jacobian<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, t: usize, b: usize) -> DMatrix<T> {
+    let step = tape.step(layer, t, b);
+    let w = &params.layers()[layer].weight_hh;
+    match params.kind() {
+        CellKind::Rnn => Rnn::jacobian(&step, w),
+        CellKind::Lstm => Lstm::jacobian(&step, w),
+        CellKind::Gru => Gru::jacobian(&step, w),
+    }
+}
+
+/// A matrix whose `n` columns all equal `bias`.
+fn bias_columns<T: Scalar>(bias: &DVector<T>, n: usize) -> DMatrix<T> {
+    DMatrix::from_fn(bias.len(), n, |i, _| bias[i])
+}
+
+#[inline]
+fn col<T>(m: &DMatrix<T>, j: usize) -> &[T] {
+    let r = m.nrows();
+    &m.as_slice()[j * r..(j + 1) * r]
+}
+
+#[inline]
+fn col_mut<T>(m: &mut DMatrix<T>, j: usize) -> &mut [T] {
+    let r = m.nrows();
+    &mut m.as_mut_slice()[j * r..(j + 1) * r]
+}
+
+fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
+    let (steps, batch, hidden) = (inputs.steps, inputs.batch, params.hidden());
+    let ch = if C::HAS_C { hidden } else { 0 };
+    let one = T::one();
+    let mut layers: Vec<LayerTape<T>> = Vec::with_capacity(params.layers().len());
+    let mut hh = DMatrix::zeros(C::GATES * hidden, batch);
+    for (k, lp) in params.layers().iter().enumerate() {
+        let input = match layers.last() {
+            None => inputs.x.as_view(),
+            Some(below) => below.hs.columns(batch, steps * batch),
+        };
+        let mut xp = bias_columns(&lp.bias_ih, steps * batch);
+        gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
+
+        let mut hs = DMatrix::zeros(hidden, (steps + 1) * batch);
+        hs.columns_mut(0, batch).copy_from(&inputs.h0[k]);
+        let mut cs = DMatrix::zeros(ch, (steps + 1) * batch);
+        if C::HAS_C {
+            cs.columns_mut(0, batch).copy_from(&inputs.c0[k]);
+        }
+        let mut cache = DMatrix::zeros(C::CACHE * hidden, steps * batch);
+
+        for t in 1..=steps {
+            for mut c in hh.column_iter_mut() {
+                c.copy_from(&lp.bias_hh);
+            }
+            gemm(one, lp.weight_hh.as_view(), Op::N, hs.columns((t - 1) * batch, batch), Op::N, one, hh.as_view_mut());
+            // States before t on the left, state t onwards on the right.
+            let (h_left, h_right) = hs.as_mut_slice().split_at_mut(t * batch * hidden);
+            let (c_left, c_right) = cs.as_mut_slice().split_at_mut(t * batch * ch);
+            for b in 0..batch {
+                let j = (t - 1) * batch + b;
+                C::forward(
+                    col(&xp, j),
+                    col(&hh, b),
+                    &h_left[j * hidden..(j + 1) * hidden],
+                    &c_left[j * ch..(j + 1) * ch],
+                    col_mut(&mut cache, j),
+                    &mut h_right[b * hidden..(b + 1) * hidden],
+                    &mut c_right[b * ch..(b + 1) * ch],
+                );
+            }
+        }
+        layers.push(LayerTape { xp, hs, cs, cache });
+    }
+    let top = layers.last().expect("a model has layers").hs.columns(batch, steps * batch);
+    let y = match params.head() {
+        Some(head) => {
+            let mut y = bias_columns(&head.bias, steps * batch);
+            gemm(one, head.weight.as_view(), Op::N, top, Op::N, one, y.as_view_mut());
+            y
+        }
+        None => top.into_owned(),
+    };
+    Tape { kind: params.kind(), steps, batch, hidden, layers, y }
+}
+
+fn backward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T>, dy: &DMatrix<T>) -> Grads<T> {
+    let (steps, batch, hidden) = (tape.steps, tape.batch, tape.hidden);
+    let ch = if C::HAS_C { hidden } else { 0 };
+    let (zero, one) = (T::zero(), T::one());
+    let n_layers = params.layers().len();
+    let mut gp = params.zeros_like();
+
+    // ∂L/∂h_t arriving from outside the recurrence: the head for the top layer.
+    let mut dh_ext = match (params.head(), gp.head_mut()) {
+        (Some(head), Some(gh)) => {
+            gemm(one, dy.as_view(), Op::N, tape.output(), Op::T, zero, gh.weight.as_view_mut());
+            gh.bias = dy.column_sum();
+            let mut d = DMatrix::zeros(hidden, steps * batch);
+            gemm(one, head.weight.as_view(), Op::T, dy.as_view(), Op::N, zero, d.as_view_mut());
+            d
+        }
+        _ => dy.clone(),
+    };
+
+    let mut h0 = vec![DMatrix::zeros(0, 0); n_layers];
+    let mut c0 = vec![DMatrix::zeros(0, 0); if C::HAS_C { n_layers } else { 0 }];
+    let mut dx = DMatrix::zeros(0, 0);
+    for k in (0..n_layers).rev() {
+        let lp = &params.layers()[k];
+        let g = C::GATES * hidden;
+        let mut da_ih = DMatrix::zeros(g, steps * batch);
+        let mut da_hh = DMatrix::zeros(if C::SPLIT_HH { g } else { 0 }, steps * batch);
+        let mut dh = DMatrix::zeros(hidden, batch);
+        let mut dh_prev = DMatrix::zeros(hidden, batch);
+        let mut dh_total = DMatrix::zeros(hidden, batch);
+        let mut dc = DMatrix::zeros(ch, batch);
+        let mut dc_prev = DMatrix::zeros(ch, batch);
+        for t in (1..=steps).rev() {
+            dh_total.copy_from(&dh_ext.columns((t - 1) * batch, batch));
+            dh_total += &dh;
+            for b in 0..batch {
+                let j = (t - 1) * batch + b;
+                let da_hh_col: &mut [T] = if C::SPLIT_HH { col_mut(&mut da_hh, j) } else { &mut [] };
+                C::backward(
+                    &tape.step(k, t, b),
+                    col(&dh_total, b),
+                    col(&dc, b),
+                    col_mut(&mut da_ih, j),
+                    da_hh_col,
+                    col_mut(&mut dh_prev, b),
+                    col_mut(&mut dc_prev, b),
+                );
+            }
+            let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
+            gemm(one, lp.weight_hh.as_view(), Op::T, da_rec.columns((t - 1) * batch, batch), Op::N, one, dh_prev.as_view_mut());
+            std::mem::swap(&mut dh, &mut dh_prev);
+            std::mem::swap(&mut dc, &mut dc_prev);
+        }
+        h0[k] = dh;
+        if C::HAS_C {
+            c0[k] = dc;
+        }
+
+        let input = if k == 0 { inputs.x.as_view() } else { tape.layers[k - 1].hs.columns(batch, steps * batch) };
+        let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
+        let gl = &mut gp.layers_mut()[k];
+        gemm(one, da_ih.as_view(), Op::N, input, Op::T, zero, gl.weight_ih.as_view_mut());
+        gemm(one, da_rec.as_view(), Op::N, tape.layers[k].hs.columns(0, steps * batch), Op::T, zero, gl.weight_hh.as_view_mut());
+        gl.bias_ih = da_ih.column_sum();
+        gl.bias_hh = da_rec.column_sum();
+        let mut d_input = DMatrix::zeros(input.nrows(), steps * batch);
+        gemm(one, lp.weight_ih.as_view(), Op::T, da_ih.as_view(), Op::N, zero, d_input.as_view_mut());
+        if k == 0 {
+            dx = d_input;
+        } else {
+            dh_ext = d_input;
+        }
+    }
+    Grads { params: gp, x: dx, h0, c0 }
+}

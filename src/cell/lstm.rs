@@ -1,0 +1,89 @@
+//! The LSTM (THEORY.md §2–4), gate order i, f, g, o:
+//! c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t).
+
+use super::{add_scaled_rows, Cell, StepRef};
+use crate::scalar::{sigmoid, sigmoid_prime, tanh_prime, Scalar};
+use nalgebra::DMatrix;
+
+/// LSTM. Cache blocks: i, f, g, o, then σ'(a_i), σ'(a_f), tanh'(a_g), σ'(a_o), then tanh(c_t),
+/// tanh'(c_t).
+pub struct Lstm;
+
+const I: usize = 0;
+const F: usize = 1;
+const G: usize = 2;
+const O: usize = 3;
+const D: usize = 4; // derivative blocks start here, same gate order
+const TC: usize = 8;
+const DTC: usize = 9;
+
+impl Cell for Lstm {
+    const GATES: usize = 4;
+    const CACHE: usize = 10;
+    const HAS_C: bool = true;
+
+    fn forward<T: Scalar>(xp: &[T], hh: &[T], _h_prev: &[T], c_prev: &[T], cache: &mut [T], h: &mut [T], c: &mut [T]) {
+        let n = h.len();
+        for j in 0..n {
+            let a = |gate: usize| xp[gate * n + j] + hh[gate * n + j];
+            let (ai, af, ag, ao) = (a(I), a(F), a(G), a(O));
+            let (i, f, g, o) = (sigmoid(ai), sigmoid(af), ag.tanh(), sigmoid(ao));
+            let ct = f * c_prev[j] + i * g;
+            let tc = ct.tanh();
+            c[j] = ct;
+            h[j] = o * tc;
+            let vals = [i, f, g, o, sigmoid_prime(ai), sigmoid_prime(af), tanh_prime(ag), sigmoid_prime(ao), tc, tanh_prime(ct)];
+            for (k, v) in vals.into_iter().enumerate() {
+                cache[k * n + j] = v;
+            }
+        }
+    }
+
+    fn backward<T: Scalar>(step: &StepRef<T>, dh: &[T], dc: &[T], da: &mut [T], _da_hh: &mut [T], dh_prev: &mut [T], dc_prev: &mut [T]) {
+        let n = step.hidden;
+        let v = |k: usize, j: usize| step.cache[k * n + j];
+        for j in 0..n {
+            let (i, f, g, o) = (v(I, j), v(F, j), v(G, j), v(O, j));
+            let d_o = dh[j] * v(TC, j);
+            let d_c = dc[j] + dh[j] * o * v(DTC, j);
+            da[I * n + j] = d_c * g * v(D + I, j);
+            da[F * n + j] = d_c * step.c_prev[j] * v(D + F, j);
+            da[G * n + j] = d_c * i * v(D + G, j);
+            da[O * n + j] = d_o * v(D + O, j);
+            dc_prev[j] = d_c * f;
+        }
+        dh_prev.fill(T::zero());
+    }
+
+    /// The 2H×2H Jacobian of (h_t, c_t) with respect to (h_{t-1}, c_{t-1}).
+    fn jacobian<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T> {
+        let n = step.hidden;
+        let a = Lstm::dc_dh_prev(step, w_hh);
+        let e: Vec<T> = (0..n).map(|j| step.block(O)[j] * step.block(DTC)[j]).collect();
+        let mut jac = DMatrix::zeros(2 * n, 2 * n);
+        let o_coef: Vec<T> = (0..n).map(|j| step.block(TC)[j] * step.block(D + O)[j]).collect();
+        add_scaled_rows(jac.view_mut((0, 0), (n, n)), &o_coef, w_hh, O);
+        for r in 0..n {
+            for col in 0..n {
+                jac[(r, col)] += e[r] * a[(r, col)];
+                jac[(n + r, col)] = a[(r, col)];
+            }
+            jac[(r, n + r)] = e[r] * step.block(F)[r];
+            jac[(n + r, n + r)] = step.block(F)[r];
+        }
+        jac
+    }
+}
+
+impl Lstm {
+    /// A_t = ∂c_t/∂h_{t-1} = diag(c_{t-1}⊙σ'(a_f)) U_f + diag(g⊙σ'(a_i)) U_i + diag(i⊙tanh'(a_g)) U_g.
+    pub fn dc_dh_prev<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T> {
+        let n = step.hidden;
+        let mut a = DMatrix::zeros(n, n);
+        let coef = |x: &[T], y: &[T]| -> Vec<T> { x.iter().zip(y).map(|(&p, &q)| p * q).collect() };
+        add_scaled_rows(a.as_view_mut(), &coef(step.c_prev, step.block(D + F)), w_hh, F);
+        add_scaled_rows(a.as_view_mut(), &coef(step.block(G), step.block(D + I)), w_hh, I);
+        add_scaled_rows(a.as_view_mut(), &coef(step.block(I), step.block(D + G)), w_hh, G);
+        a
+    }
+}

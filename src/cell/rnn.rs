@@ -1,0 +1,37 @@
+//! The Elman tanh RNN (THEORY.md §2–4): h_t = tanh(a_t), a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh.
+
+use super::{add_scaled_rows, Cell, StepRef};
+use crate::scalar::{tanh_prime, Scalar};
+use nalgebra::DMatrix;
+
+/// tanh RNN. Cache: [tanh'(a)].
+pub struct Rnn;
+
+impl Cell for Rnn {
+    const GATES: usize = 1;
+    const CACHE: usize = 1;
+
+    fn forward<T: Scalar>(xp: &[T], hh: &[T], _h_prev: &[T], _c_prev: &[T], cache: &mut [T], h: &mut [T], _c: &mut [T]) {
+        for j in 0..h.len() {
+            let a = xp[j] + hh[j];
+            h[j] = a.tanh();
+            cache[j] = tanh_prime(a);
+        }
+    }
+
+    fn backward<T: Scalar>(step: &StepRef<T>, dh: &[T], _dc: &[T], da: &mut [T], _da_hh: &mut [T], dh_prev: &mut [T], _dc_prev: &mut [T]) {
+        let d = step.block(0);
+        for j in 0..dh.len() {
+            da[j] = dh[j] * d[j];
+        }
+        dh_prev.fill(T::zero());
+    }
+
+    /// J_t = diag(1 - h_t²)·W_hh.
+    fn jacobian<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T> {
+        let h = step.hidden;
+        let mut j = DMatrix::zeros(h, h);
+        add_scaled_rows(j.as_view_mut(), step.block(0), w_hh, 0);
+        j
+    }
+}

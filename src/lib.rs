@@ -1,0 +1,18 @@
+//! gradlab: a workbench for studying how gradients flow through recurrent networks.
+//!
+//! - [`cell`]: tanh RNN, LSTM and GRU behind one [`cell::Cell`] trait (forward, backward, Jacobian);
+//! - [`bptt`]: the batched forward unroll and hand-derived backpropagation through time;
+//! - [`params`], [`loss`]: parameters in PyTorch's layout, `mse` and `ce` losses;
+//! - [`tensors`]: safetensors input and output with checked shapes, dtypes and values;
+//! - [`grad`]: the `gradlab grad` command;
+//! - [`scalar`], [`linalg`]: f32/f64 and the GEMM every product goes through.
+
+pub mod bptt;
+pub mod cell;
+pub mod error;
+pub mod linalg;
+pub mod loss;
+pub mod params;
+pub mod scalar;
+
+pub use error::{Error, Result};

@@ -1,0 +1,163 @@
+//! The floating-point types gradlab computes in (f32 and f64), and the activation functions
+//! with their derivatives in the cancellation-free form of THEORY.md §2.
+
+use nalgebra::RealField;
+use safetensors::Dtype;
+use std::fmt::{Debug, Display};
+
+/// A real scalar gradlab can compute in: `f64` for analysis, `f32` for throughput.
+pub trait Scalar: RealField + Copy + Default + Debug + Display + Send + Sync + 'static {
+    /// The safetensors dtype this scalar is stored as.
+    const DTYPE: Dtype;
+    /// Short name for messages and file metadata (`"f32"` or `"f64"`).
+    const NAME: &'static str;
+    /// Converts from f64, rounding to nearest (for constants and file values).
+    fn of(v: f64) -> Self;
+    /// Converts to f64 exactly.
+    fn as_f64(self) -> f64;
+    /// Appends the little-endian bytes of `self` to `out`.
+    fn write_le(self, out: &mut Vec<u8>);
+    /// `C = alpha·A·B + beta·C` on raw strided storage (BLAS semantics; matrixmultiply).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid, non-overlapping m×k, k×n and m×n arrays.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Scalar for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    const NAME: &'static str = "f64";
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+impl Scalar for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    const NAME: &'static str = "f32";
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+/// σ(a) = 1/(1+e^{-a}), evaluated without overflow for either sign of `a`.
+#[inline]
+pub fn sigmoid<T: Scalar>(a: T) -> T {
+    if a >= T::zero() {
+        T::one() / (T::one() + (-a).exp())
+    } else {
+        let e = a.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// σ'(a) = σ(a)·σ(-a): unlike σ(1-σ) it keeps full relative precision in saturated units.
+#[inline]
+pub fn sigmoid_prime<T: Scalar>(a: T) -> T {
+    sigmoid(a) * sigmoid(-a)
+}
+
+/// tanh'(a) = sech²(a) = 4e^{-2|a|}/(1+e^{-2|a|})², exact where 1 - tanh²(a) rounds to 0.
+#[inline]
+pub fn tanh_prime<T: Scalar>(a: T) -> T {
+    let e = (-(a.abs() + a.abs())).exp();
+    let d = T::one() + e;
+    T::of(4.0) * e / (d * d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivatives_stay_exact_when_saturated() {
+        // At a = 30 the textbook forms round to exactly 0; the exact values are ~e^{-30}, ~4e^{-60}.
+        let a = 30.0_f64;
+        assert_eq!(1.0 - a.tanh().powi(2), 0.0);
+        let rel = |x: f64, y: f64| ((x - y) / y).abs();
+        assert!(rel(sigmoid_prime(a), (-a).exp() / (1.0 + (-a).exp()).powi(2)) < 1e-14);
+        assert!(rel(tanh_prime(a), 1.0 / a.cosh().powi(2)) < 1e-14);
+        assert!(rel(tanh_prime(-a), 1.0 / a.cosh().powi(2)) < 1e-14);
+    }
+
+    #[test]
+    fn derivatives_match_textbook_forms_in_the_linear_range() {
+        for &a in &[-3.0_f64, -0.7, 0.0, 0.25, 2.0] {
+            let s = 1.0 / (1.0 + (-a).exp());
+            assert!((sigmoid(a) - s).abs() < 1e-15);
+            assert!((sigmoid_prime(a) - s * (1.0 - s)).abs() < 1e-15);
+            assert!((tanh_prime(a) - (1.0 - a.tanh().powi(2))).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn sigmoid_does_not_overflow() {
+        assert_eq!(sigmoid(-1000.0_f64), 0.0);
+        assert_eq!(sigmoid(1000.0_f64), 1.0);
+        assert!(sigmoid(-800.0_f32).is_finite());
+    }
+}
