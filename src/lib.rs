@@ -12,7 +12,9 @@ pub mod cell;
 pub mod error;
 pub mod linalg;
 pub mod loss;
+pub mod model_file;
 pub mod params;
 pub mod scalar;
+pub mod tensors;
 
 pub use error::{Error, Result};

@@ -76,3 +76,14 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let diff = a.iter().zip(b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs()));
     if scale == 0.0 { diff } else { diff / scale }
 }
+
+/// The worst element-wise relative error |a - b| / |b|, over elements with |b| ≥ `floor`·max |b|
+/// (tinier ones are judged against that floor instead).
+pub fn elementwise_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs())) * floor;
+    a.iter().zip(b).fold(0.0_f64, |m, (x, y)| {
+        let d = y.abs().max(scale);
+        if d == 0.0 { m.max((x - y).abs()) } else { m.max((x - y).abs() / d) }
+    })
+}
