@@ -5,8 +5,8 @@
 //! are allocated per layer before the time loop; nothing is allocated inside it.
 
 use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, StepRef};
-use crate::linalg::{gemm, Op};
-use crate::loss::{loss_and_grad, Targets};
+use crate::linalg::{Op, gemm};
+use crate::loss::{Targets, loss_and_grad};
 use crate::params::Params;
 use crate::scalar::Scalar;
 use nalgebra::{DMatrix, DMatrixView, DVector};
@@ -32,6 +32,18 @@ impl<T: Scalar> Inputs<T> {
         let zeros = || vec![DMatrix::zeros(params.hidden(), batch); params.layers().len()];
         let c0 = if params.kind().has_cell_state() { zeros() } else { Vec::new() };
         Inputs { x, steps, batch, h0: zeros(), c0 }
+    }
+
+    /// Converts every value to another scalar type.
+    pub fn cast<U: Scalar>(&self) -> Inputs<U> {
+        let m = |a: &DMatrix<T>| a.map(|v| U::of(v.as_f64()));
+        Inputs {
+            x: m(&self.x),
+            steps: self.steps,
+            batch: self.batch,
+            h0: self.h0.iter().map(m).collect(),
+            c0: self.c0.iter().map(m).collect(),
+        }
     }
 }
 
@@ -221,7 +233,12 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> T
     Tape { kind: params.kind(), steps, batch, hidden, layers, y }
 }
 
-fn backward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T>, dy: &DMatrix<T>) -> Grads<T> {
+fn backward_cell<C: Cell, T: Scalar>(
+    params: &Params<T>,
+    inputs: &Inputs<T>,
+    tape: &Tape<T>,
+    dy: &DMatrix<T>,
+) -> Grads<T> {
     let (steps, batch, hidden) = (tape.steps, tape.batch, tape.hidden);
     let ch = if C::HAS_C { hidden } else { 0 };
     let (zero, one) = (T::zero(), T::one());
@@ -270,7 +287,15 @@ fn backward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tap
                 );
             }
             let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
-            gemm(one, lp.weight_hh.as_view(), Op::T, da_rec.columns((t - 1) * batch, batch), Op::N, one, dh_prev.as_view_mut());
+            gemm(
+                one,
+                lp.weight_hh.as_view(),
+                Op::T,
+                da_rec.columns((t - 1) * batch, batch),
+                Op::N,
+                one,
+                dh_prev.as_view_mut(),
+            );
             std::mem::swap(&mut dh, &mut dh_prev);
             std::mem::swap(&mut dc, &mut dc_prev);
         }
@@ -283,7 +308,15 @@ fn backward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tap
         let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
         let gl = &mut gp.layers_mut()[k];
         gemm(one, da_ih.as_view(), Op::N, input, Op::T, zero, gl.weight_ih.as_view_mut());
-        gemm(one, da_rec.as_view(), Op::N, tape.layers[k].hs.columns(0, steps * batch), Op::T, zero, gl.weight_hh.as_view_mut());
+        gemm(
+            one,
+            da_rec.as_view(),
+            Op::N,
+            tape.layers[k].hs.columns(0, steps * batch),
+            Op::T,
+            zero,
+            gl.weight_hh.as_view_mut(),
+        );
         gl.bias_ih = da_ih.column_sum();
         gl.bias_hh = da_rec.column_sum();
         let mut d_input = DMatrix::zeros(input.nrows(), steps * batch);

@@ -9,7 +9,9 @@
 
 pub mod bptt;
 pub mod cell;
+pub mod cli;
 pub mod error;
+pub mod grad;
 pub mod linalg;
 pub mod loss;
 pub mod model_file;

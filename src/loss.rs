@@ -24,6 +24,14 @@ pub enum Targets<T: Scalar> {
 }
 
 impl<T: Scalar> Targets<T> {
+    /// Converts every value to another scalar type.
+    pub fn cast<U: Scalar>(&self) -> Targets<U> {
+        match self {
+            Targets::Mse(t) => Targets::Mse(t.map(|v| U::of(v.as_f64()))),
+            Targets::Ce(l) => Targets::Ce(l.clone()),
+        }
+    }
+
     pub fn kind(&self) -> LossKind {
         match self {
             Targets::Mse(_) => LossKind::Mse,

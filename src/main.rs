@@ -1,3 +1,22 @@
-fn main() {
-    println!("Hello, world!");
+//! The `gradlab` binary: parse, run, print; any error is one line on stderr and exit code 2.
+
+use clap::Parser;
+use gradlab::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Grad(args) => gradlab::grad::run(args),
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -17,9 +17,9 @@ const LAYER_TENSORS: [&str; 4] = ["weight_ih_l", "weight_hh_l", "bias_ih_l", "bi
 /// The cell a weights file holds: rows(weight_hh_l0) / H gate blocks.
 pub fn detect_cell(weights: &TensorFile) -> Result<CellKind> {
     let name = "weight_hh_l0";
-    let shape = weights
-        .shape(name)
-        .ok_or_else(|| weights.error(Error::MissingTensor { tensor: name.into(), why: "the recurrent matrix of layer 0".into() }))?;
+    let shape = weights.shape(name).ok_or_else(|| {
+        weights.error(Error::MissingTensor { tensor: name.into(), why: "the recurrent matrix of layer 0".into() })
+    })?;
     let bad = || {
         weights.error(Error::Shape {
             tensor: name.into(),
@@ -46,7 +46,7 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
     {
         let shape = weights.shape("weight_hh_l0").unwrap_or_default();
         return Err(Error::Usage(format!(
-            "--cell {flag} contradicts {}: weight_hh_l0 has shape {shape:?}, {} gate block(s) of H = {}, which is a {kind}",
+            "--cell {flag} contradicts {}: weight_hh_l0 has shape {shape:?}, {} gate block(s) of H = {}, so the cell is {kind}",
             weights.path().display(),
             kind.gates(),
             shape[1]
@@ -59,7 +59,11 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
         match layer {
             Some(k) => n_layers = n_layers.max(k + 1),
             None if name == "head.weight" || name == "head.bias" => {}
-            None => return Err(weights.error(Error::UnknownTensor { tensor: name.into(), expected: expected_names.into() })),
+            None => {
+                return Err(
+                    weights.error(Error::UnknownTensor { tensor: name.into(), expected: expected_names.into() })
+                );
+            }
         }
     }
     let h = weights.shape("weight_hh_l0").expect("checked by detect_cell")[1];
@@ -73,7 +77,11 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
         let (_, b_ih) = weights.floats::<T>(&format!("bias_ih_l{k}"), &[Some(g)], &why(k))?;
         let (_, b_hh) = weights.floats::<T>(&format!("bias_hh_l{k}"), &[Some(g)], &why(k))?;
         if shape[1] == 0 {
-            return Err(weights.error(Error::Shape { tensor: "weight_ih_l0".into(), expected: format!("[{g}, I] with I ≥ 1"), found: shape }));
+            return Err(weights.error(Error::Shape {
+                tensor: "weight_ih_l0".into(),
+                expected: format!("[{g}, I] with I ≥ 1"),
+                found: shape,
+            }));
         }
         layers.push(LayerParams {
             weight_ih: DMatrix::from_row_slice(g, shape[1], &w_ih),
@@ -94,7 +102,11 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
             }
             let (_, b) = weights.floats::<T>("head.bias", &[Some(o)], why)?;
             if o == 0 {
-                return Err(weights.error(Error::Shape { tensor: "head.weight".into(), expected: format!("[O, {h}] with O ≥ 1"), found: shape }));
+                return Err(weights.error(Error::Shape {
+                    tensor: "head.weight".into(),
+                    expected: format!("[O, {h}] with O ≥ 1"),
+                    found: shape,
+                }));
             }
             Some(HeadParams { weight: DMatrix::from_row_slice(o, h, &w), bias: DVector::from_vec(b) })
         }
@@ -104,7 +116,11 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
 
 /// Reads `x`, optional `h0`/`c0`, and `target` (mse) or `labels` (ce) for `params`; `loss`, if
 /// given, must agree with the file.
-pub fn load_inputs<T: Scalar>(input: &TensorFile, params: &Params<T>, loss: Option<LossKind>) -> Result<(Inputs<T>, Targets<T>)> {
+pub fn load_inputs<T: Scalar>(
+    input: &TensorFile,
+    params: &Params<T>,
+    loss: Option<LossKind>,
+) -> Result<(Inputs<T>, Targets<T>)> {
     let (l, h, i, o) = (params.layers().len(), params.hidden(), params.input(), params.output());
     let has_c = params.kind().has_cell_state();
     let mut allowed = vec!["x", "h0", "target", "labels"];
@@ -141,7 +157,11 @@ pub fn load_inputs<T: Scalar>(input: &TensorFile, params: &Params<T>, loss: Opti
         (true, false) => LossKind::Mse,
         (false, true) => LossKind::Ce,
         (both, _) => {
-            let problem = if both { "holds both `target` and `labels`" } else { "holds neither `target` (loss mse) nor `labels` (loss ce)" };
+            let problem = if both {
+                "holds both `target` and `labels`"
+            } else {
+                "holds neither `target` (loss mse) nor `labels` (loss ce)"
+            };
             return Err(input.error(Error::Usage(format!("{problem}; give exactly one"))));
         }
     };
@@ -165,7 +185,12 @@ pub fn load_inputs<T: Scalar>(input: &TensorFile, params: &Params<T>, loss: Opti
             if let Some(pos) = v.iter().position(|&c| c < 0 || c >= o as i128) {
                 return Err(input.error(Error::Value {
                     tensor: "labels".into(),
-                    problem: format!("label {} at [t={}, b={}] is outside 0..{o} (the model has O = {o} outputs)", v[pos], pos / batch, pos % batch),
+                    problem: format!(
+                        "label {} at [t={}, b={}] is outside 0..{o} (the model has O = {o} outputs)",
+                        v[pos],
+                        pos / batch,
+                        pos % batch
+                    ),
                 }));
             }
             Targets::Ce(v.into_iter().map(|c| c as usize).collect())

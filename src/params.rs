@@ -37,9 +37,10 @@ impl<T: Scalar> Params<T> {
     /// Checks every shape against `kind`, the hidden size (from `weight_hh_l0`) and the input size
     /// (from `weight_ih_l0`).
     pub fn new(kind: CellKind, layers: Vec<LayerParams<T>>, head: Option<HeadParams<T>>) -> Result<Self> {
-        let first = layers
-            .first()
-            .ok_or_else(|| Error::MissingTensor { tensor: "weight_ih_l0".into(), why: "a model needs at least one layer".into() })?;
+        let first = layers.first().ok_or_else(|| Error::MissingTensor {
+            tensor: "weight_ih_l0".into(),
+            why: "a model needs at least one layer".into(),
+        })?;
         let hidden = first.weight_hh.ncols();
         let input = first.weight_ih.ncols();
         let g = kind.gates() * hidden;
@@ -103,25 +104,21 @@ impl<T: Scalar> Params<T> {
         self.head.as_mut()
     }
 
-    /// Every tensor as (PyTorch name, PyTorch shape, row-major values), in a fixed order.
+    /// Every tensor as (PyTorch name, PyTorch shape, row-major values), layer by layer, head last.
     pub fn to_tensors(&self) -> Vec<(String, Vec<usize>, Vec<T>)> {
+        let matrix =
+            |name: String, m: &DMatrix<T>| (name, vec![m.nrows(), m.ncols()], m.transpose().as_slice().to_vec());
+        let vector = |name: String, v: &DVector<T>| (name, vec![v.len()], v.as_slice().to_vec());
         let mut out = Vec::new();
-        let mut push_m = |name: String, m: &DMatrix<T>| {
-            out.push((name, vec![m.nrows(), m.ncols()], m.transpose().as_slice().to_vec()));
-        };
         for (k, l) in self.layers.iter().enumerate() {
-            push_m(format!("weight_ih_l{k}"), &l.weight_ih);
-            push_m(format!("weight_hh_l{k}"), &l.weight_hh);
+            out.push(matrix(format!("weight_ih_l{k}"), &l.weight_ih));
+            out.push(matrix(format!("weight_hh_l{k}"), &l.weight_hh));
+            out.push(vector(format!("bias_ih_l{k}"), &l.bias_ih));
+            out.push(vector(format!("bias_hh_l{k}"), &l.bias_hh));
         }
         if let Some(h) = &self.head {
-            push_m("head.weight".into(), &h.weight);
-        }
-        for (k, l) in self.layers.iter().enumerate() {
-            out.push((format!("bias_ih_l{k}"), vec![l.bias_ih.len()], l.bias_ih.as_slice().to_vec()));
-            out.push((format!("bias_hh_l{k}"), vec![l.bias_hh.len()], l.bias_hh.as_slice().to_vec()));
-        }
-        if let Some(h) = &self.head {
-            out.push(("head.bias".into(), vec![h.bias.len()], h.bias.as_slice().to_vec()));
+            out.push(matrix("head.weight".into(), &h.weight));
+            out.push(vector("head.bias".into(), &h.bias));
         }
         out
     }
@@ -154,7 +151,12 @@ impl<T: Scalar> Params<T> {
             layers: self
                 .layers
                 .iter()
-                .map(|l| LayerParams { weight_ih: m(&l.weight_ih), weight_hh: m(&l.weight_hh), bias_ih: v(&l.bias_ih), bias_hh: v(&l.bias_hh) })
+                .map(|l| LayerParams {
+                    weight_ih: m(&l.weight_ih),
+                    weight_hh: m(&l.weight_hh),
+                    bias_ih: v(&l.bias_ih),
+                    bias_hh: v(&l.bias_hh),
+                })
                 .collect(),
             head: self.head.as_ref().map(|h| HeadParams { weight: m(&h.weight), bias: v(&h.bias) }),
         }
@@ -163,7 +165,11 @@ impl<T: Scalar> Params<T> {
 
 fn check_matrix<T: Scalar>(name: &str, m: &DMatrix<T>, rows: usize, cols: usize) -> Result<()> {
     if m.shape() != (rows, cols) {
-        return Err(Error::Shape { tensor: name.into(), expected: format!("[{rows}, {cols}]"), found: vec![m.nrows(), m.ncols()] });
+        return Err(Error::Shape {
+            tensor: name.into(),
+            expected: format!("[{rows}, {cols}]"),
+            found: vec![m.nrows(), m.ncols()],
+        });
     }
     Ok(())
 }

@@ -32,7 +32,12 @@ impl TensorFile {
         let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format(e.to_string()).in_file(&path))?;
         let tensors = st
             .iter()
-            .map(|(name, view)| (name.to_string(), RawTensor { dtype: view.dtype(), shape: view.shape().to_vec(), data: view.data().to_vec() }))
+            .map(|(name, view)| {
+                (
+                    name.to_string(),
+                    RawTensor { dtype: view.dtype(), shape: view.shape().to_vec(), data: view.data().to_vec() },
+                )
+            })
             .collect();
         Ok(TensorFile { path, tensors })
     }
@@ -67,9 +72,7 @@ impl TensorFile {
     }
 
     fn raw(&self, name: &str, why: &str) -> Result<&RawTensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| self.error(Error::MissingTensor { tensor: name.into(), why: why.into() }))
+        self.tensors.get(name).ok_or_else(|| self.error(Error::MissingTensor { tensor: name.into(), why: why.into() }))
     }
 
     /// A float tensor (F32 or F64, converted to `T`) whose shape matches `expected`, where `None`
@@ -78,14 +81,30 @@ impl TensorFile {
         let raw = self.raw(name, why)?;
         self.check_shape(name, &raw.shape, expected)?;
         let values: Vec<T> = match raw.dtype {
-            Dtype::F64 => raw.data.chunks_exact(8).map(|b| T::of(f64::from_le_bytes(b.try_into().expect("8 bytes")))).collect(),
-            Dtype::F32 => raw.data.chunks_exact(4).map(|b| T::of(f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64)).collect(),
-            other => return Err(self.error(Error::Dtype { tensor: name.into(), expected: "F32 or F64".into(), found: format!("{other:?}") })),
+            Dtype::F64 => {
+                raw.data.chunks_exact(8).map(|b| T::of(f64::from_le_bytes(b.try_into().expect("8 bytes")))).collect()
+            }
+            Dtype::F32 => raw
+                .data
+                .chunks_exact(4)
+                .map(|b| T::of(f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64))
+                .collect(),
+            other => {
+                return Err(self.error(Error::Dtype {
+                    tensor: name.into(),
+                    expected: "F32 or F64".into(),
+                    found: format!("{other:?}"),
+                }));
+            }
         };
         if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
             return Err(self.error(Error::Value {
                 tensor: name.into(),
-                problem: format!("element {} (flat index {pos}) is {}; values must be finite", index_of(pos, &raw.shape), values[pos]),
+                problem: format!(
+                    "element {} (flat index {pos}) is {}; values must be finite",
+                    index_of(pos, &raw.shape),
+                    values[pos]
+                ),
             }));
         }
         Ok((raw.shape.clone(), values))
@@ -105,7 +124,13 @@ impl TensorFile {
             Dtype::U16 => d.chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().expect("2")) as i128).collect(),
             Dtype::I8 => d.iter().map(|&b| b as i8 as i128).collect(),
             Dtype::U8 => d.iter().map(|&b| b as i128).collect(),
-            other => return Err(self.error(Error::Dtype { tensor: name.into(), expected: "an integer dtype (I64, I32, ...)".into(), found: format!("{other:?}") })),
+            other => {
+                return Err(self.error(Error::Dtype {
+                    tensor: name.into(),
+                    expected: "an integer dtype (I64, I32, ...)".into(),
+                    found: format!("{other:?}"),
+                }));
+            }
         };
         Ok((raw.shape.clone(), values))
     }
@@ -116,7 +141,11 @@ impl TensorFile {
             return Ok(());
         }
         let dims: Vec<String> = expected.iter().map(|e| e.map_or("*".to_string(), |v| v.to_string())).collect();
-        Err(self.error(Error::Shape { tensor: name.into(), expected: format!("[{}]", dims.join(", ")), found: found.to_vec() }))
+        Err(self.error(Error::Shape {
+            tensor: name.into(),
+            expected: format!("[{}]", dims.join(", ")),
+            found: found.to_vec(),
+        }))
     }
 }
 
@@ -165,7 +194,7 @@ pub fn check_writable(path: &Path, force: bool) -> Result<()> {
 
 /// Writes `bytes` to `path` atomically: into a temporary file in the same folder, then renamed,
 /// so readers see the old file or the whole new one. Without `force` an existing file is kept
-/// and reported, even if it appeared while we worked.
+/// and reported, even if it appeared while we worked. Missing folders are created.
 pub fn write_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     check_writable(path, force)?;
     let io = |source| Error::Io { path: path.to_path_buf(), source };
@@ -173,6 +202,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir).map_err(io)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;

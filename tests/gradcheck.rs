@@ -27,7 +27,8 @@ fn check(kind: CellKind, ce: bool, layers: usize, batch: usize, head: bool, seed
 
     let mut analytic = grads.params.clone();
     for (ti, (name, an)) in analytic.slices_mut().into_iter().enumerate() {
-        let fd = fd_grad(&params, an.len(), |p, e| &mut p.slices_mut().swap_remove(ti).1[e], |p| loss(p, &inputs, &targets));
+        let fd =
+            fd_grad(&params, an.len(), |p, e| &mut p.slices_mut().swap_remove(ti).1[e], |p| loss(p, &inputs, &targets));
         report(&name, fd, an);
     }
     let fd = fd_grad(&inputs, inputs.x.len(), |i, e| &mut i.x[e], |i| loss(&params, i, &targets));
@@ -36,7 +37,8 @@ fn check(kind: CellKind, ce: bool, layers: usize, batch: usize, head: bool, seed
         let fd = fd_grad(&inputs, grads.h0[layer].len(), |i, e| &mut i.h0[layer][e], |i| loss(&params, i, &targets));
         report(&format!("h0[{layer}]"), fd, grads.h0[layer].as_slice());
         if kind.has_cell_state() {
-            let fd = fd_grad(&inputs, grads.c0[layer].len(), |i, e| &mut i.c0[layer][e], |i| loss(&params, i, &targets));
+            let fd =
+                fd_grad(&inputs, grads.c0[layer].len(), |i, e| &mut i.c0[layer][e], |i| loss(&params, i, &targets));
             report(&format!("c0[{layer}]"), fd, grads.c0[layer].as_slice());
         }
     }
@@ -44,7 +46,12 @@ fn check(kind: CellKind, ce: bool, layers: usize, batch: usize, head: bool, seed
 }
 
 /// Central differences of `f` with respect to each of the `len` values `elem(state, e)`.
-fn fd_grad<S: Clone>(state: &S, len: usize, elem: impl Fn(&mut S, usize) -> &mut f64, f: impl Fn(&S) -> f64) -> Vec<f64> {
+fn fd_grad<S: Clone>(
+    state: &S,
+    len: usize,
+    elem: impl Fn(&mut S, usize) -> &mut f64,
+    f: impl Fn(&S) -> f64,
+) -> Vec<f64> {
     (0..len)
         .map(|e| {
             let mut s = state.clone();

@@ -13,7 +13,8 @@ const TOL: f64 = 1e-9;
 
 pub fn case_dirs() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oracle");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     assert_eq!(dirs.len(), 7, "expected the 7 oracle cases in {}", root.display());
     dirs
@@ -21,7 +22,7 @@ pub fn case_dirs() -> Vec<PathBuf> {
 
 /// Checks one case, returning the worst relative error over all its tensors: norm-wise, and
 /// element by element for every element above 1e-6 of its tensor's largest.
-fn check_case(dir: &PathBuf) -> f64 {
+fn check_case(dir: &std::path::Path) -> f64 {
     let weights = TensorFile::read(dir.join("weights.safetensors")).unwrap();
     let input = TensorFile::read(dir.join("input.safetensors")).unwrap();
     let params = load_params::<f64>(&weights, None).unwrap();
@@ -36,7 +37,11 @@ fn check_case(dir: &PathBuf) -> f64 {
     }
     let mut seen = 0;
     for (name, shape, values) in ours {
-        let file = if ["y", "output", "h_n", "c_n"].contains(&name.as_str()) { "forward.safetensors" } else { "grads.safetensors" };
+        let file = if ["y", "output", "h_n", "c_n"].contains(&name.as_str()) {
+            "forward.safetensors"
+        } else {
+            "grads.safetensors"
+        };
         let reference = TensorFile::read(dir.join(file)).unwrap();
         let (ref_shape, ref_values) = reference.floats::<f64>(&name, &vec![None; shape.len()], "reference").unwrap();
         assert_eq!(shape, ref_shape, "{}: {name}", dir.display());
@@ -45,7 +50,12 @@ fn check_case(dir: &PathBuf) -> f64 {
         worst = worst.max(e);
         seen += 1;
     }
-    assert_eq!(seen, expected_names.len(), "{}: tensors compared vs in the reference files {expected_names:?}", dir.display());
+    assert_eq!(
+        seen,
+        expected_names.len(),
+        "{}: tensors compared vs in the reference files {expected_names:?}",
+        dir.display()
+    );
     worst
 }
 

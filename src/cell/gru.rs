@@ -1,8 +1,8 @@
 //! The GRU (THEORY.md §2–4), gate order r, z, n, PyTorch's variant with r inside:
 //! n = tanh(W_in x + b_in + r ⊙ (U_n h + b_hn)), h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}.
 
-use super::{add_scaled_rows, Cell, StepRef};
-use crate::scalar::{sigmoid, sigmoid_prime, tanh_prime, Scalar};
+use super::{Cell, StepRef, add_scaled_rows};
+use crate::scalar::{Scalar, sigmoid, sigmoid_prime, tanh_prime};
 use nalgebra::DMatrix;
 
 /// GRU. Cache blocks: r, z, 1 - z (as σ(-a_z), exact near z = 1), n, m = U_n h + b_hn,
@@ -42,7 +42,15 @@ impl Cell for Gru {
         }
     }
 
-    fn backward<T: Scalar>(step: &StepRef<T>, dh: &[T], _dc: &[T], da_ih: &mut [T], da_hh: &mut [T], dh_prev: &mut [T], _dc_prev: &mut [T]) {
+    fn backward<T: Scalar>(
+        step: &StepRef<T>,
+        dh: &[T],
+        _dc: &[T],
+        da_ih: &mut [T],
+        da_hh: &mut [T],
+        dh_prev: &mut [T],
+        _dc_prev: &mut [T],
+    ) {
         let k = step.hidden;
         let v = |b: usize, j: usize| step.cache[b * k + j];
         for j in 0..k {

@@ -1,8 +1,8 @@
 //! The LSTM (THEORY.md §2–4), gate order i, f, g, o:
 //! c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t).
 
-use super::{add_scaled_rows, Cell, StepRef};
-use crate::scalar::{sigmoid, sigmoid_prime, tanh_prime, Scalar};
+use super::{Cell, StepRef, add_scaled_rows};
+use crate::scalar::{Scalar, sigmoid, sigmoid_prime, tanh_prime};
 use nalgebra::DMatrix;
 
 /// LSTM. Cache blocks: i, f, g, o, then σ'(a_i), σ'(a_f), tanh'(a_g), σ'(a_o), then tanh(c_t),
@@ -32,14 +32,33 @@ impl Cell for Lstm {
             let tc = ct.tanh();
             c[j] = ct;
             h[j] = o * tc;
-            let vals = [i, f, g, o, sigmoid_prime(ai), sigmoid_prime(af), tanh_prime(ag), sigmoid_prime(ao), tc, tanh_prime(ct)];
+            let vals = [
+                i,
+                f,
+                g,
+                o,
+                sigmoid_prime(ai),
+                sigmoid_prime(af),
+                tanh_prime(ag),
+                sigmoid_prime(ao),
+                tc,
+                tanh_prime(ct),
+            ];
             for (k, v) in vals.into_iter().enumerate() {
                 cache[k * n + j] = v;
             }
         }
     }
 
-    fn backward<T: Scalar>(step: &StepRef<T>, dh: &[T], dc: &[T], da: &mut [T], _da_hh: &mut [T], dh_prev: &mut [T], dc_prev: &mut [T]) {
+    fn backward<T: Scalar>(
+        step: &StepRef<T>,
+        dh: &[T],
+        dc: &[T],
+        da: &mut [T],
+        _da_hh: &mut [T],
+        dh_prev: &mut [T],
+        dc_prev: &mut [T],
+    ) {
         let n = step.hidden;
         let v = |k: usize, j: usize| step.cache[k * n + j];
         for j in 0..n {

@@ -1,7 +1,7 @@
 //! The Elman tanh RNN (THEORY.md §2–4): h_t = tanh(a_t), a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh.
 
-use super::{add_scaled_rows, Cell, StepRef};
-use crate::scalar::{tanh_prime, Scalar};
+use super::{Cell, StepRef, add_scaled_rows};
+use crate::scalar::{Scalar, tanh_prime};
 use nalgebra::DMatrix;
 
 /// tanh RNN. Cache: [tanh'(a)].
@@ -11,7 +11,15 @@ impl Cell for Rnn {
     const GATES: usize = 1;
     const CACHE: usize = 1;
 
-    fn forward<T: Scalar>(xp: &[T], hh: &[T], _h_prev: &[T], _c_prev: &[T], cache: &mut [T], h: &mut [T], _c: &mut [T]) {
+    fn forward<T: Scalar>(
+        xp: &[T],
+        hh: &[T],
+        _h_prev: &[T],
+        _c_prev: &[T],
+        cache: &mut [T],
+        h: &mut [T],
+        _c: &mut [T],
+    ) {
         for j in 0..h.len() {
             let a = xp[j] + hh[j];
             h[j] = a.tanh();
@@ -19,7 +27,15 @@ impl Cell for Rnn {
         }
     }
 
-    fn backward<T: Scalar>(step: &StepRef<T>, dh: &[T], _dc: &[T], da: &mut [T], _da_hh: &mut [T], dh_prev: &mut [T], _dc_prev: &mut [T]) {
+    fn backward<T: Scalar>(
+        step: &StepRef<T>,
+        dh: &[T],
+        _dc: &[T],
+        da: &mut [T],
+        _da_hh: &mut [T],
+        dh_prev: &mut [T],
+        _dc_prev: &mut [T],
+    ) {
         let d = step.block(0);
         for j in 0..dh.len() {
             da[j] = dh[j] * d[j];

@@ -1,9 +1,9 @@
 //! Shared helpers for the integration tests: small random models and finite differences.
 #![allow(dead_code)]
 
-use gradlab::bptt::{forward, Inputs};
+use gradlab::bptt::{Inputs, forward};
 use gradlab::cell::CellKind;
-use gradlab::loss::{loss_and_grad, Targets};
+use gradlab::loss::{Targets, loss_and_grad};
 use gradlab::params::{HeadParams, LayerParams, Params};
 use nalgebra::{DMatrix, DVector};
 use rand::{RngExt, SeedableRng};
@@ -22,7 +22,15 @@ fn uniform_vec(rng: &mut ChaCha8Rng, len: usize, scale: f64) -> DVector<f64> {
 }
 
 /// A random model; `scale` multiplies U(-1, 1) weights.
-pub fn random_params(kind: CellKind, layers: usize, input: usize, hidden: usize, head: Option<usize>, scale: f64, rng: &mut ChaCha8Rng) -> Params<f64> {
+pub fn random_params(
+    kind: CellKind,
+    layers: usize,
+    input: usize,
+    hidden: usize,
+    head: Option<usize>,
+    scale: f64,
+    rng: &mut ChaCha8Rng,
+) -> Params<f64> {
     let g = kind.gates() * hidden;
     let layers = (0..layers)
         .map(|k| LayerParams {
@@ -45,7 +53,13 @@ pub fn random_inputs(params: &Params<f64>, steps: usize, batch: usize, rng: &mut
     inp
 }
 
-pub fn random_targets(params: &Params<f64>, steps: usize, batch: usize, ce: bool, rng: &mut ChaCha8Rng) -> Targets<f64> {
+pub fn random_targets(
+    params: &Params<f64>,
+    steps: usize,
+    batch: usize,
+    ce: bool,
+    rng: &mut ChaCha8Rng,
+) -> Targets<f64> {
     let o = params.output();
     if ce {
         Targets::Ce((0..steps * batch).map(|_| rng.random_range(0..o)).collect())
