@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Exact BPTT gradients of a PyTorch-layout model on one batch, written to safetensors.
     Grad(GradArgs),
+    /// Gradient-flow probes (Jacobian norms, LSTM decomposition, Lyapunov spectrum) of a model.
+    Probe(ProbeArgs),
 }
 
 /// Arithmetic precision.
@@ -47,6 +49,26 @@ pub struct GradArgs {
     #[arg(long)]
     pub precision: Option<Precision>,
     /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Weights, as for `grad`.
+    #[arg(long, value_name = "W.safetensors")]
+    pub weights: PathBuf,
+    /// Inputs: x [T,B,I], optional h0 (and c0) [L,B,H]; with target or labels, the error signal
+    /// of a loss at the last step is probed too.
+    #[arg(long, value_name = "X.safetensors")]
+    pub input: PathBuf,
+    /// Folder for probe.csv, decomp.csv (LSTM) and lyapunov.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The cell; by default read from the weights.
+    #[arg(long)]
+    pub cell: Option<CellKind>,
+    /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
 }

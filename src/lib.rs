@@ -4,18 +4,21 @@
 //! - [`bptt`]: the batched forward unroll and hand-derived backpropagation through time;
 //! - [`params`], [`loss`]: parameters in PyTorch's layout, `mse` and `ce` losses;
 //! - [`tensors`]: safetensors input and output with checked shapes, dtypes and values;
-//! - [`grad`]: the `gradlab grad` command;
+//! - [`probe`]: gradient-flow probes: Jacobian-product norms, LSTM decomposition, Lyapunov spectra;
+//! - [`cmd`], [`cli`]: the `gradlab` commands; [`output`]: CSV files;
 //! - [`scalar`], [`linalg`]: f32/f64 and the GEMM every product goes through.
 
 pub mod bptt;
 pub mod cell;
 pub mod cli;
+pub mod cmd;
 pub mod error;
-pub mod grad;
 pub mod linalg;
 pub mod loss;
 pub mod model_file;
+pub mod output;
 pub mod params;
+pub mod probe;
 pub mod scalar;
 pub mod tensors;
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Grad(args) => gradlab::grad::run(args),
+        Command::Grad(args) => gradlab::cmd::grad::run(args),
+        Command::Probe(args) => gradlab::cmd::probe::run(args),
     };
     match result {
         Ok(report) => {

@@ -114,17 +114,12 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
     Params::new(kind, layers, head).map_err(|e| weights.error(e))
 }
 
-/// Reads `x`, optional `h0`/`c0`, and `target` (mse) or `labels` (ce) for `params`; `loss`, if
-/// given, must agree with the file.
-pub fn load_inputs<T: Scalar>(
-    input: &TensorFile,
-    params: &Params<T>,
-    loss: Option<LossKind>,
-) -> Result<(Inputs<T>, Targets<T>)> {
-    let (l, h, i, o) = (params.layers().len(), params.hidden(), params.input(), params.output());
-    let has_c = params.kind().has_cell_state();
+/// Reads `x` and optional `h0`/`c0` for `params`, after checking that the file holds nothing
+/// but those and `target` or `labels`.
+pub fn load_inputs<T: Scalar>(input: &TensorFile, params: &Params<T>) -> Result<Inputs<T>> {
+    let (l, h, i) = (params.layers().len(), params.hidden(), params.input());
     let mut allowed = vec!["x", "h0", "target", "labels"];
-    if has_c {
+    if params.kind().has_cell_state() {
         allowed.push("c0");
     }
     if let Some(name) = input.names().find(|n| !allowed.contains(n)) {
@@ -152,30 +147,37 @@ pub fn load_inputs<T: Scalar>(
             }
         }
     }
+    Ok(inputs)
+}
 
+/// Reads `target` (loss mse) or `labels` (loss ce) for `inputs`; `None` if the file holds neither.
+/// `loss`, if given, must agree with the file.
+pub fn load_targets<T: Scalar>(
+    input: &TensorFile,
+    params: &Params<T>,
+    inputs: &Inputs<T>,
+    loss: Option<LossKind>,
+) -> Result<Option<Targets<T>>> {
+    let (steps, batch, o) = (inputs.steps, inputs.batch, params.output());
     let found = match (input.contains("target"), input.contains("labels")) {
         (true, false) => LossKind::Mse,
         (false, true) => LossKind::Ce,
-        (both, _) => {
-            let problem = if both {
-                "holds both `target` and `labels`"
-            } else {
-                "holds neither `target` (loss mse) nor `labels` (loss ce)"
-            };
-            return Err(input.error(Error::Usage(format!("{problem}; give exactly one"))));
+        (false, false) => return Ok(None),
+        (true, true) => {
+            return Err(input.error(Error::Usage("holds both `target` and `labels`; give exactly one".into())));
         }
     };
     if let Some(flag) = loss
         && flag != found
     {
-        let (tensor, flag_name) = if found == LossKind::Mse { ("target", "ce") } else { ("labels", "mse") };
+        let (tensor, flag_name, right) =
+            if found == LossKind::Mse { ("target", "ce", "mse") } else { ("labels", "mse", "ce") };
         return Err(Error::Usage(format!(
-            "--loss {flag_name} contradicts {}: it holds `{tensor}`, which goes with --loss {}",
-            input.path().display(),
-            if found == LossKind::Mse { "mse" } else { "ce" }
+            "--loss {flag_name} contradicts {}: it holds `{tensor}`, which goes with --loss {right}",
+            input.path().display()
         )));
     }
-    let targets = match found {
+    Ok(Some(match found {
         LossKind::Mse => {
             let (_, t) = input.floats::<T>("target", &[Some(steps), Some(batch), Some(o)], "")?;
             Targets::Mse(DMatrix::from_vec(o, steps * batch, t))
@@ -195,8 +197,19 @@ pub fn load_inputs<T: Scalar>(
             }
             Targets::Ce(v.into_iter().map(|c| c as usize).collect())
         }
-    };
-    Ok((inputs, targets))
+    }))
+}
+
+/// [`load_targets`] for commands that need a loss: a file with neither tensor is an error.
+pub fn require_targets<T: Scalar>(
+    input: &TensorFile,
+    params: &Params<T>,
+    inputs: &Inputs<T>,
+    loss: Option<LossKind>,
+) -> Result<Targets<T>> {
+    load_targets(input, params, inputs, loss)?.ok_or_else(|| {
+        input.error(Error::Usage("holds neither `target` (loss mse) nor `labels` (loss ce); give exactly one".into()))
+    })
 }
 
 /// Gradients as named tensors in PyTorch's layout: one per parameter, then `x` [T,B,I],

@@ -95,6 +95,33 @@ impl Cell for Lstm {
 }
 
 impl Lstm {
+    /// D_t = o_t ⊙ tanh'(c_t) = ∂h_t/∂c_t (diagonal) with o_t held fixed.
+    pub fn dh_dc<T: Scalar>(step: &StepRef<T>) -> Vec<T> {
+        step.block(O).iter().zip(step.block(DTC)).map(|(&o, &d)| o * d).collect()
+    }
+
+    /// The seed-001 split of ∂c_t/∂c_{t-1} (THEORY.md §4) for t ≥ 2, given steps t and t-1:
+    /// [F, T_f, T_i, T_g] with F = diag(f_t) and T_x = diag(coef_x) U_x D_{t-1}.
+    pub fn dc_decomposition<T: Scalar>(step: &StepRef<T>, prev: &StepRef<T>, w_hh: &DMatrix<T>) -> [DMatrix<T>; 4] {
+        let n = step.hidden;
+        let d_prev = Lstm::dh_dc(prev);
+        let term = |coef: Vec<T>, gate: usize| {
+            let mut m = DMatrix::zeros(n, n);
+            add_scaled_rows(m.as_view_mut(), &coef, w_hh, gate);
+            for (mut col, &d) in m.column_iter_mut().zip(&d_prev) {
+                col *= d;
+            }
+            m
+        };
+        let prod = |x: &[T], y: &[T]| -> Vec<T> { x.iter().zip(y).map(|(&p, &q)| p * q).collect() };
+        [
+            DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(step.block(F))),
+            term(prod(step.c_prev, step.block(D + F)), F),
+            term(prod(step.block(G), step.block(D + I)), I),
+            term(prod(step.block(I), step.block(D + G)), G),
+        ]
+    }
+
     /// A_t = ∂c_t/∂h_{t-1} = diag(c_{t-1}⊙σ'(a_f)) U_f + diag(g⊙σ'(a_i)) U_i + diag(i⊙tanh'(a_g)) U_g.
     pub fn dc_dh_prev<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T> {
         let n = step.hidden;

@@ -3,7 +3,7 @@
 use crate::bptt::gradients;
 use crate::cli::{GradArgs, Precision};
 use crate::error::{Error, Result};
-use crate::model_file::{gradient_tensors, load_inputs, load_params, weights_precision};
+use crate::model_file::{gradient_tensors, load_inputs, load_params, require_targets, weights_precision};
 use crate::scalar::Scalar;
 use crate::tensors::{TensorFile, check_writable, to_safetensors_bytes, write_atomic};
 use safetensors::Dtype;
@@ -28,7 +28,8 @@ pub fn run(args: &GradArgs) -> Result<String> {
 fn run_typed<T: Scalar>(args: &GradArgs, weights: &TensorFile) -> Result<String> {
     let params = load_params::<T>(weights, args.cell)?;
     let input = TensorFile::read(&args.input)?;
-    let (inputs, targets) = load_inputs(&input, &params, args.loss)?;
+    let inputs = load_inputs(&input, &params)?;
+    let targets = require_targets(&input, &params, &inputs, args.loss)?;
     let (_, loss, grads) = gradients(&params, &inputs, &targets);
     let tensors = gradient_tensors(&grads, loss, inputs.steps, inputs.batch);
     write_atomic(&args.out, &to_safetensors_bytes(&tensors)?, args.force)?;

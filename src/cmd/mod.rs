@@ -1,0 +1,5 @@
+//! One module per subcommand: each validates its input, runs, writes its files and returns the
+//! report the binary prints.
+
+pub mod grad;
+pub mod probe;

@@ -1,0 +1,234 @@
+//! Gradient-flow probes (THEORY.md §4–5) of one layer's recurrence for one sequence of a tape:
+//! norms of ∂h_T/∂h_s for every s (and for the LSTM ∂c_T/∂c_s, the full state map and
+//! `dc_total`), the back-propagated error signal, the seed-001 decomposition of ∂c_t/∂c_{t-1},
+//! and the Lyapunov spectrum. Products are accumulated backwards, P_s = P_{s+1} J_{s+1} from
+//! P_T = I, rescaled every step with the log of the scale kept aside, so every log-norm stays
+//! exact where the plain number would be 0 or inf. All probe arithmetic is f64.
+
+pub mod norms;
+
+use crate::bptt::{Tape, step_jacobian};
+use crate::cell::{CellKind, Lstm};
+use crate::linalg::{Op, gemm};
+use crate::params::Params;
+use crate::scalar::Scalar;
+use nalgebra::{DMatrix, DVector};
+use serde::Serialize;
+
+/// One norm of one Jacobian product: a row of `probe.csv`. Norms past f64's range are 0 or inf;
+/// their natural logs stay exact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowRow {
+    pub cell: &'static str,
+    pub batch: usize,
+    /// s: the earlier state, 0..=T.
+    pub step: usize,
+    /// T - s.
+    pub distance: usize,
+    /// `dh`, `dc`, `dstate`, `dc_total` or `err`.
+    pub quantity: &'static str,
+    pub spectral_norm: f64,
+    pub frobenius_norm: f64,
+    pub log_spectral_norm: f64,
+    pub log_frobenius_norm: f64,
+    pub layer: usize,
+}
+
+/// One term of the LSTM split of ∂c_t/∂c_{t-1}: a row of `decomp.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecompRow {
+    pub batch: usize,
+    /// t, 2..=T.
+    pub step: usize,
+    /// `F`, `Tf`, `Ti`, `Tg`, `nonF` (= Tf + Ti + Tg) or `sum` (all four).
+    pub term: &'static str,
+    pub spectral_norm: f64,
+    pub frobenius_norm: f64,
+    /// Mean of |diagonal entries|.
+    pub mean_abs_diag: f64,
+    pub layer: usize,
+}
+
+/// One Lyapunov exponent: a row of `lyapunov.csv`, index 0 the largest.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LyapunovRow {
+    pub cell: &'static str,
+    pub batch: usize,
+    pub index: usize,
+    pub exponent: f64,
+    pub layer: usize,
+}
+
+/// A matrix kept as exp(log_scale)·m with max |m| = 1 (or m = 0).
+struct Scaled {
+    m: DMatrix<f64>,
+    log_scale: f64,
+}
+
+impl Scaled {
+    fn identity(n: usize) -> Self {
+        Scaled { m: DMatrix::identity(n, n), log_scale: 0.0 }
+    }
+
+    fn rescale(&mut self) {
+        let s = self.m.amax();
+        if s > 0.0 && s.is_finite() {
+            self.m /= s;
+            self.log_scale += s.ln();
+        }
+    }
+}
+
+/// Warm-start state for the spectral norm of one quantity across steps.
+type Warm = Option<DVector<f64>>;
+
+/// Norms of `exp(log_scale)·m` as a row (the log columns computed from the scaled matrix).
+fn flow_row(
+    cell: CellKind,
+    layer: usize,
+    batch: usize,
+    step: usize,
+    steps: usize,
+    quantity: &'static str,
+    m: &DMatrix<f64>,
+    log_scale: f64,
+    warm: &mut Warm,
+) -> FlowRow {
+    let log_spec = log_scale + norms::spectral(m, warm).ln();
+    let log_frob = log_scale + norms::frobenius(m).ln();
+    FlowRow {
+        cell: cell.name(),
+        batch,
+        step,
+        distance: steps - step,
+        quantity,
+        spectral_norm: log_spec.exp(),
+        frobenius_norm: log_frob.exp(),
+        log_spectral_norm: log_spec,
+        log_frobenius_norm: log_frob,
+        layer,
+    }
+}
+
+fn jacobian_f64<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, t: usize, b: usize) -> DMatrix<f64> {
+    step_jacobian(params, tape, layer, t, b).map(|v| v.as_f64())
+}
+
+/// Norms of ∂h_T/∂h_s for s = 0..=T (`dh`), and for the LSTM also `dc`, `dstate` and `dc_total`
+/// (s ≥ 1), ordered by step then quantity.
+pub fn jacobian_flow<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<FlowRow> {
+    let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
+    let lstm = kind == CellKind::Lstm;
+    let n = if lstm { 2 * h } else { h };
+    let mut p = Scaled::identity(n);
+    let mut tmp = DMatrix::zeros(n, n);
+    let mut warm: [Warm; 4] = Default::default();
+    let mut per_step: Vec<Vec<FlowRow>> = Vec::with_capacity(steps + 1);
+    for s in (0..=steps).rev() {
+        if s < steps {
+            let j = jacobian_f64(params, tape, layer, s + 1, b);
+            gemm(1.0, p.m.as_view(), Op::N, j.as_view(), Op::N, 0.0, tmp.as_view_mut());
+            std::mem::swap(&mut p.m, &mut tmp);
+            p.rescale();
+        }
+        let row = |q, m: &DMatrix<f64>, w: &mut Warm| flow_row(kind, layer, b, s, steps, q, m, p.log_scale, w);
+        let [w_h, w_c, w_s, w_t] = &mut warm;
+        let mut rows = vec![row("dh", &p.m.view((0, 0), (h, h)).into_owned(), w_h)];
+        if lstm {
+            let p_cc = p.m.view((h, h), (h, h)).into_owned();
+            rows.push(row("dc", &p_cc, w_c));
+            rows.push(row("dstate", &p.m, w_s));
+            if s >= 1 {
+                // dc_total = P_ch·diag(D_s) + P_cc: c_s moves h_s = o_s ⊙ tanh(c_s) with it.
+                let d: Vec<f64> = Lstm::dh_dc(&tape.step(layer, s, b)).iter().map(|v| v.as_f64()).collect();
+                let mut total = p.m.view((h, 0), (h, h)).into_owned();
+                for (mut col, &dj) in total.column_iter_mut().zip(&d) {
+                    col *= dj;
+                }
+                total += p_cc;
+                rows.push(row("dc_total", &total, w_t));
+            }
+        }
+        per_step.push(rows);
+    }
+    per_step.into_iter().rev().flatten().collect()
+}
+
+/// The back-propagated error signal ‖∂L/∂h_s‖₂, s = 0..=T, for a loss at the last step whose
+/// gradient with respect to h_T is `g` (H values; for the LSTM with c_s held fixed). Quantity
+/// `err`; both norm columns hold the vector's 2-norm.
+pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize, g: &[f64]) -> Vec<FlowRow> {
+    let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
+    let n = if kind.has_cell_state() { 2 * h } else { h };
+    let mut v = DVector::zeros(n);
+    v.rows_mut(0, h).copy_from_slice(g);
+    let mut log_scale = 0.0;
+    let mut rows = Vec::with_capacity(steps + 1);
+    for s in (0..=steps).rev() {
+        if s < steps {
+            v = jacobian_f64(params, tape, layer, s + 1, b).tr_mul(&v);
+            let m = v.amax();
+            if m > 0.0 && m.is_finite() {
+                v /= m;
+                log_scale += m.ln();
+            }
+        }
+        let hv = DMatrix::from_column_slice(h, 1, v.rows(0, h).as_slice());
+        rows.push(flow_row(kind, layer, b, s, steps, "err", &hv, log_scale, &mut None));
+    }
+    rows.reverse();
+    rows
+}
+
+/// The Lyapunov spectrum of the layer's state map along sequence `b` (Benettin's QR method from
+/// Q_0 = I over all T steps, no burn-in): all exponents, per step, sorted descending.
+pub fn lyapunov<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<f64> {
+    let n = if tape.kind.has_cell_state() { 2 * tape.hidden } else { tape.hidden };
+    let mut q = DMatrix::<f64>::identity(n, n);
+    let mut sums = vec![0.0; n];
+    for t in 1..=tape.steps {
+        let qr = (jacobian_f64(params, tape, layer, t, b) * &q).qr();
+        for (sum, r) in sums.iter_mut().zip(qr.r().diagonal().iter()) {
+            *sum += r.abs().ln();
+        }
+        q = qr.q();
+    }
+    let mut exps: Vec<f64> = sums.into_iter().map(|s| s / tape.steps as f64).collect();
+    exps.sort_by(|a, b| b.total_cmp(a));
+    exps
+}
+
+/// Lyapunov exponents as rows.
+pub fn lyapunov_rows<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<LyapunovRow> {
+    lyapunov(params, tape, layer, b)
+        .into_iter()
+        .enumerate()
+        .map(|(index, exponent)| LyapunovRow { cell: tape.kind.name(), batch: b, index, exponent, layer })
+        .collect()
+}
+
+/// The seed-001 decomposition ∂c_t/∂c_{t-1} = F + T_f + T_i + T_g of an LSTM layer for
+/// t = 2..=T, with norms of each term, of nonF = T_f + T_i + T_g and of the sum.
+pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<DecompRow> {
+    assert_eq!(tape.kind, CellKind::Lstm, "the decomposition is defined for the LSTM");
+    let w = &params.layers()[layer].weight_hh;
+    let mut rows = Vec::new();
+    for t in 2..=tape.steps {
+        let [f, tf, ti, tg] = Lstm::dc_decomposition(&tape.step(layer, t, b), &tape.step(layer, t - 1, b), w)
+            .map(|m| m.map(|v| v.as_f64()));
+        let non_f = &tf + &ti + &tg;
+        let sum = &f + &non_f;
+        for (term, m) in [("F", &f), ("Tf", &tf), ("Ti", &ti), ("Tg", &tg), ("nonF", &non_f), ("sum", &sum)] {
+            rows.push(DecompRow {
+                batch: b,
+                step: t,
+                term,
+                spectral_norm: norms::spectral(m, &mut None),
+                frobenius_norm: norms::frobenius(m),
+                mean_abs_diag: m.diagonal().abs().mean(),
+                layer,
+            });
+        }
+    }
+    rows
+}
