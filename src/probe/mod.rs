@@ -82,31 +82,33 @@ impl Scaled {
 /// Warm-start state for the spectral norm of one quantity across steps.
 type Warm = Option<DVector<f64>>;
 
-/// Norms of `exp(log_scale)·m` as a row (the log columns computed from the scaled matrix).
-fn flow_row(
+/// Where a row belongs: cell, layer, sequence, step s and length T.
+#[derive(Clone, Copy)]
+struct At {
     cell: CellKind,
     layer: usize,
     batch: usize,
     step: usize,
     steps: usize,
-    quantity: &'static str,
-    m: &DMatrix<f64>,
-    log_scale: f64,
-    warm: &mut Warm,
-) -> FlowRow {
-    let log_spec = log_scale + norms::spectral(m, warm).ln();
-    let log_frob = log_scale + norms::frobenius(m).ln();
-    FlowRow {
-        cell: cell.name(),
-        batch,
-        step,
-        distance: steps - step,
-        quantity,
-        spectral_norm: log_spec.exp(),
-        frobenius_norm: log_frob.exp(),
-        log_spectral_norm: log_spec,
-        log_frobenius_norm: log_frob,
-        layer,
+}
+
+impl At {
+    /// Norms of `exp(log_scale)·m` as a row (the log columns computed from the scaled matrix).
+    fn row(self, quantity: &'static str, m: &DMatrix<f64>, log_scale: f64, warm: &mut Warm) -> FlowRow {
+        let log_spec = log_scale + norms::spectral(m, warm).ln();
+        let log_frob = log_scale + norms::frobenius(m).ln();
+        FlowRow {
+            cell: self.cell.name(),
+            batch: self.batch,
+            step: self.step,
+            distance: self.steps - self.step,
+            quantity,
+            spectral_norm: log_spec.exp(),
+            frobenius_norm: log_frob.exp(),
+            log_spectral_norm: log_spec,
+            log_frobenius_norm: log_frob,
+            layer: self.layer,
+        }
     }
 }
 
@@ -131,7 +133,8 @@ pub fn jacobian_flow<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
             std::mem::swap(&mut p.m, &mut tmp);
             p.rescale();
         }
-        let row = |q, m: &DMatrix<f64>, w: &mut Warm| flow_row(kind, layer, b, s, steps, q, m, p.log_scale, w);
+        let at = At { cell: kind, layer, batch: b, step: s, steps };
+        let row = |q, m: &DMatrix<f64>, w: &mut Warm| at.row(q, m, p.log_scale, w);
         let [w_h, w_c, w_s, w_t] = &mut warm;
         let mut rows = vec![row("dh", &p.m.view((0, 0), (h, h)).into_owned(), w_h)];
         if lstm {
@@ -174,7 +177,7 @@ pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize,
             }
         }
         let hv = DMatrix::from_column_slice(h, 1, v.rows(0, h).as_slice());
-        rows.push(flow_row(kind, layer, b, s, steps, "err", &hv, log_scale, &mut None));
+        rows.push(At { cell: kind, layer, batch: b, step: s, steps }.row("err", &hv, log_scale, &mut None));
     }
     rows.reverse();
     rows
