@@ -19,6 +19,43 @@ pub enum Command {
     Grad(GradArgs),
     /// Gradient-flow probes (Jacobian norms, LSTM decomposition, Lyapunov spectrum) of a model.
     Probe(ProbeArgs),
+    /// Parameter sweeps that measure gradient flow, writing CSVs and charts.
+    Experiment(ExperimentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    pub command: ExperimentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// List the built-in experiments.
+    List,
+    /// The built-in `vanishing` experiment: gradient decay in tanh RNN, LSTM and GRU.
+    Vanishing(RunArgs),
+    /// Run an experiment spec (TOML) of your own.
+    Run {
+        /// The spec file.
+        #[arg(value_name = "SPEC.toml")]
+        spec: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Output folder (default: the spec's `out`, or results/<name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: all cores; RAYON_NUM_THREADS is honoured).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Overwrite outputs of a different spec in the output folder.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arithmetic precision.

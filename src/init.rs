@@ -45,18 +45,7 @@ pub enum Scheme {
 impl Scheme {
     /// Parses `name` or `name(number)`.
     pub fn parse(text: &str) -> Result<Scheme> {
-        let t = text.trim();
-        let (name, arg) = match t.split_once('(') {
-            Some((n, rest)) => {
-                let inner = rest.strip_suffix(')').ok_or_else(|| bad(text, "missing `)`"))?;
-                let v: f64 = inner.trim().parse().map_err(|_| bad(text, "the argument must be a number"))?;
-                if !v.is_finite() {
-                    return Err(bad(text, "the argument must be finite"));
-                }
-                (n.trim(), Some(v))
-            }
-            None => (t, None),
-        };
+        let (name, arg) = parse_call(text)?;
         let need = |a: Option<f64>| a.ok_or_else(|| bad(text, "this scheme takes a number, e.g. gaussian(1.0)"));
         let none = |s: Scheme| if arg.is_some() { Err(bad(text, "this scheme takes no argument")) } else { Ok(s) };
         let positive = |v: f64| if v > 0.0 { Ok(v) } else { Err(bad(text, "the argument must be positive")) };
@@ -85,7 +74,19 @@ impl Scheme {
 }
 
 fn bad(text: &str, why: &str) -> Error {
-    Error::Usage(format!("init scheme `{text}`: {why}"))
+    Error::Usage(format!("`{text}`: {why}"))
+}
+
+/// Splits `name(number)` or `name` into its parts; the number must be finite.
+pub(crate) fn parse_call(text: &str) -> Result<(&str, Option<f64>)> {
+    let t = text.trim();
+    let Some((name, rest)) = t.split_once('(') else { return Ok((t, None)) };
+    let inner = rest.strip_suffix(')').ok_or_else(|| bad(text, "missing `)`"))?;
+    let v: f64 = inner.trim().parse().map_err(|_| bad(text, "the argument must be a number"))?;
+    if !v.is_finite() {
+        return Err(bad(text, "the argument must be finite"));
+    }
+    Ok((name.trim(), Some(v)))
 }
 
 /// How to initialise every parameter group; an empty group keeps PyTorch's default.

@@ -13,6 +13,7 @@ pub mod cell;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod experiment;
 pub mod init;
 pub mod linalg;
 pub mod loss;

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Grad(args) => gradlab::cmd::grad::run(args),
         Command::Probe(args) => gradlab::cmd::probe::run(args),
+        Command::Experiment(args) => gradlab::cmd::experiment::run(args),
     };
     match result {
         Ok(report) => {

@@ -205,6 +205,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
+    #[cfg(unix)]
+    {
+        // Temporary files are private (0600); a result is an ordinary file (0644).
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
     tmp.as_file().sync_all().map_err(io)?;
     if force {
         tmp.persist(path).map_err(|e| io(e.error))?;

@@ -5,7 +5,7 @@
 use gradlab::bptt::forward;
 use gradlab::model_file::{load_inputs, load_params};
 use gradlab::output::csv_bytes;
-use gradlab::probe::{jacobian_flow, lstm_decomposition, lyapunov_rows};
+use gradlab::probe::{QUANTITIES, jacobian_flow, lstm_decomposition, lyapunov_rows};
 use gradlab::tensors::TensorFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ fn probes_match_the_reference_cases() {
         let batches = 0..inputs.batch;
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
 
-        let flow: Vec<_> = batches.clone().flat_map(|b| jacobian_flow(&params, &tape, 0, b)).collect();
+        let flow: Vec<_> = batches.clone().flat_map(|b| jacobian_flow(&params, &tape, 0, b, &QUANTITIES)).collect();
         let ours = records(&csv_bytes(&flow).unwrap());
         let reference = records(&std::fs::read(dir.join("probe.csv")).unwrap());
         let worst = compare(&ours, &reference, &["cell", "batch", "step", "distance", "quantity"], |a, b| {

@@ -8,7 +8,7 @@ use crate::loss::{Targets, loss_and_grad};
 use crate::model_file::{load_inputs, load_params, load_targets};
 use crate::output::write_csv;
 use crate::params::Params;
-use crate::probe::{FlowRow, error_signal, jacobian_flow, lstm_decomposition, lyapunov_rows};
+use crate::probe::{FlowRow, QUANTITIES, error_signal, jacobian_flow, lstm_decomposition, lyapunov_rows};
 use crate::tensors::{TensorFile, check_writable};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -35,7 +35,7 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
     let results: Vec<_> = jobs
         .par_iter()
         .map(|&(layer, b)| {
-            let mut flow = jacobian_flow(&params, &tape, layer, b);
+            let mut flow = jacobian_flow(&params, &tape, layer, b, &QUANTITIES);
             if let Some(g) = top_error.as_ref().filter(|_| layer + 1 == n_layers) {
                 flow.extend(error_signal(&params, &tape, layer, b, g.column(b).as_slice()));
             }

@@ -1,4 +1,6 @@
-//! Output files: CSVs of flat rows (round-trip exact floats), written atomically.
+//! Output files: CSVs of flat rows (round-trip exact floats) and charts, written atomically.
+
+pub mod plot;
 
 use crate::error::{Error, Result};
 use crate::tensors::write_atomic;

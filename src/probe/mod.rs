@@ -116,9 +116,20 @@ fn jacobian_f64<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, t: 
     step_jacobian(params, tape, layer, t, b).map(|v| v.as_f64())
 }
 
+/// Every Jacobian-product quantity, in row order.
+pub const QUANTITIES: [&str; 4] = ["dh", "dc", "dstate", "dc_total"];
+
 /// Norms of ∂h_T/∂h_s for s = 0..=T (`dh`), and for the LSTM also `dc`, `dstate` and `dc_total`
-/// (s ≥ 1), ordered by step then quantity.
-pub fn jacobian_flow<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<FlowRow> {
+/// (s ≥ 1), ordered by step then quantity; only the quantities named in `which` (LSTM-only ones
+/// are skipped for other cells).
+pub fn jacobian_flow<T: Scalar>(
+    params: &Params<T>,
+    tape: &Tape<T>,
+    layer: usize,
+    b: usize,
+    which: &[&str],
+) -> Vec<FlowRow> {
+    let want = |q: &str| which.contains(&q);
     let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
     let lstm = kind == CellKind::Lstm;
     let n = if lstm { 2 * h } else { h };
@@ -136,12 +147,19 @@ pub fn jacobian_flow<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
         let at = At { cell: kind, layer, batch: b, step: s, steps };
         let row = |q, m: &DMatrix<f64>, w: &mut Warm| at.row(q, m, p.log_scale, w);
         let [w_h, w_c, w_s, w_t] = &mut warm;
-        let mut rows = vec![row("dh", &p.m.view((0, 0), (h, h)).into_owned(), w_h)];
+        let mut rows = Vec::with_capacity(4);
+        if want("dh") {
+            rows.push(row("dh", &p.m.view((0, 0), (h, h)).into_owned(), w_h));
+        }
         if lstm {
             let p_cc = p.m.view((h, h), (h, h)).into_owned();
-            rows.push(row("dc", &p_cc, w_c));
-            rows.push(row("dstate", &p.m, w_s));
-            if s >= 1 {
+            if want("dc") {
+                rows.push(row("dc", &p_cc, w_c));
+            }
+            if want("dstate") {
+                rows.push(row("dstate", &p.m, w_s));
+            }
+            if s >= 1 && want("dc_total") {
                 // dc_total = P_ch·diag(D_s) + P_cc: c_s moves h_s = o_s ⊙ tanh(c_s) with it.
                 let d: Vec<f64> = Lstm::dh_dc(&tape.step(layer, s, b)).iter().map(|v| v.as_f64()).collect();
                 let mut total = p.m.view((h, 0), (h, h)).into_owned();
@@ -183,12 +201,20 @@ pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize,
     rows
 }
 
-/// The Lyapunov spectrum of the layer's state map along sequence `b` (Benettin's QR method from
-/// Q_0 = I over all T steps, no burn-in): all exponents, per step, sorted descending.
-pub fn lyapunov<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<f64> {
+/// The leading `count` Lyapunov exponents (all with `None`) of the layer's state map along
+/// sequence `b`, by Benettin's QR method from Q_0 = I over all T steps (no burn-in), per step,
+/// sorted descending. With count k < n the QR is of n×k matrices, which costs k/n of the full one.
+pub fn lyapunov<T: Scalar>(
+    params: &Params<T>,
+    tape: &Tape<T>,
+    layer: usize,
+    b: usize,
+    count: Option<usize>,
+) -> Vec<f64> {
     let n = if tape.kind.has_cell_state() { 2 * tape.hidden } else { tape.hidden };
-    let mut q = DMatrix::<f64>::identity(n, n);
-    let mut sums = vec![0.0; n];
+    let k = count.unwrap_or(n).min(n);
+    let mut q = DMatrix::<f64>::identity(n, k);
+    let mut sums = vec![0.0; k];
     for t in 1..=tape.steps {
         let qr = (jacobian_f64(params, tape, layer, t, b) * &q).qr();
         for (sum, r) in sums.iter_mut().zip(qr.r().diagonal().iter()) {
@@ -201,9 +227,9 @@ pub fn lyapunov<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: 
     exps
 }
 
-/// Lyapunov exponents as rows.
+/// The full Lyapunov spectrum as rows.
 pub fn lyapunov_rows<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<LyapunovRow> {
-    lyapunov(params, tape, layer, b)
+    lyapunov(params, tape, layer, b, None)
         .into_iter()
         .enumerate()
         .map(|(index, exponent)| LyapunovRow { cell: tape.kind.name(), batch: b, index, exponent, layer })
@@ -216,17 +242,21 @@ pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: 
     assert_eq!(tape.kind, CellKind::Lstm, "the decomposition is defined for the LSTM");
     let w = &params.layers()[layer].weight_hh;
     let mut rows = Vec::new();
+    let mut warm: [Warm; 6] = Default::default();
     for t in 2..=tape.steps {
         let [f, tf, ti, tg] = Lstm::dc_decomposition(&tape.step(layer, t, b), &tape.step(layer, t - 1, b), w)
             .map(|m| m.map(|v| v.as_f64()));
         let non_f = &tf + &ti + &tg;
         let sum = &f + &non_f;
-        for (term, m) in [("F", &f), ("Tf", &tf), ("Ti", &ti), ("Tg", &tg), ("nonF", &non_f), ("sum", &sum)] {
+        let terms = [("F", &f), ("Tf", &tf), ("Ti", &ti), ("Tg", &tg), ("nonF", &non_f), ("sum", &sum)];
+        for ((term, m), w) in terms.into_iter().zip(warm.iter_mut()) {
+            // F is diagonal: its spectral norm is its largest |entry|.
+            let spectral_norm = if term == "F" { m.diagonal().amax() } else { norms::spectral(m, w) };
             rows.push(DecompRow {
                 batch: b,
                 step: t,
                 term,
-                spectral_norm: norms::spectral(m, &mut None),
+                spectral_norm,
                 frobenius_norm: norms::frobenius(m),
                 mean_abs_diag: m.diagonal().abs().mean(),
                 layer,

@@ -7,7 +7,6 @@ use nalgebra::{DMatrix, DVector};
 const SVD_MAX_DIM: usize = 48;
 /// Power iteration stops when the residual bounds the relative error of σ² by this.
 const RESIDUAL_TOL: f64 = 1e-13;
-const MAX_ITERATIONS: usize = 300;
 
 /// Frobenius norm, computed with scaling so it neither overflows nor underflows.
 pub fn frobenius(m: &DMatrix<f64>) -> f64 {
@@ -23,7 +22,7 @@ pub fn frobenius(m: &DMatrix<f64>) -> f64 {
 ///
 /// For larger matrices this is power iteration on m·mᵀ: it stops once the residual
 /// ‖m mᵀ u - θ u‖ ≤ 1e-13·θ, which bounds the distance from θ to an eigenvalue of m mᵀ by the same
-/// relative amount; without convergence it falls back to the SVD.
+/// relative amount; if that takes longer than an SVD would, it falls back to the SVD.
 pub fn spectral(m: &DMatrix<f64>, warm: &mut Option<DVector<f64>>) -> f64 {
     let (r, c) = m.shape();
     if r.min(c) == 0 {
@@ -44,7 +43,8 @@ pub fn spectral(m: &DMatrix<f64>, warm: &mut Option<DVector<f64>>) -> f64 {
     u /= u.norm();
     let mut w = DVector::zeros(c);
     let mut v = DVector::zeros(r);
-    for _ in 0..MAX_ITERATIONS {
+    // Each iteration costs ~4·r·c flops; past ~min(r, c)/2 of them an SVD is cheaper.
+    for _ in 0..(r.min(c) / 2).max(20) {
         w.gemv_tr(1.0, &a, &u, 0.0);
         v.gemv(1.0, &a, &w, 0.0);
         let theta = u.dot(&v); // Rayleigh quotient of a·aᵀ, = σ² at convergence

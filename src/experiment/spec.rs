@@ -1,0 +1,325 @@
+//! Experiment specs: TOML files naming the grid axes (cells, inits, hidden sizes, sequence
+//! lengths, seeds), the input distribution, the batch, the probes and the output folder.
+//! Unknown keys and bad values are errors naming the key and what is allowed.
+
+use crate::cell::CellKind;
+use crate::error::{Error, Result};
+use crate::init::{InitSpec, Scheme, parse_call};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The experiments compiled into the binary: (name, spec text).
+pub const BUILT_IN: [(&str, &str); 1] = [("vanishing", include_str!("../../experiments/vanishing.toml"))];
+
+/// A spec as written in TOML.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    seed: u64,
+    cells: Vec<CellKind>,
+    inits: Vec<String>,
+    hidden: Vec<usize>,
+    seq_len: Vec<usize>,
+    seeds: Vec<u64>,
+    #[serde(default = "one")]
+    batch: usize,
+    input_size: usize,
+    #[serde(default = "standard_gaussian")]
+    input: String,
+    #[serde(default)]
+    probes: Probes,
+    out: Option<PathBuf>,
+    #[serde(default)]
+    init: BTreeMap<String, InitTable>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn standard_gaussian() -> String {
+    "gaussian(1.0)".into()
+}
+
+/// `[init.<label>]`: schemes per parameter group, and the cells it applies to.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitTable {
+    cells: Option<Vec<CellKind>>,
+    #[serde(default)]
+    recurrent: Vec<String>,
+    #[serde(default)]
+    input: Vec<String>,
+    #[serde(default)]
+    bias: Vec<String>,
+    #[serde(default)]
+    gate_bias: Vec<String>,
+}
+
+/// `[probes]`: what to measure at every grid point.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probes {
+    /// Jacobian-product quantities for the curves: `dh` (every cell), `dc`, `dstate`,
+    /// `dc_total` (LSTM only; ignored for other cells).
+    pub quantities: Vec<String>,
+    /// How many leading Lyapunov exponents to compute (0: none).
+    pub lyapunov: usize,
+    /// Whether to split the LSTM's ∂c_t/∂c_{t-1} into F, T_f, T_i, T_g.
+    pub decomposition: bool,
+    /// The horizon k* is the first distance where ‖∂h_T/∂h_s‖₂ < threshold · its value at k = 1.
+    pub horizon_threshold: f64,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes { quantities: vec!["dh".into(), "dc".into()], lyapunov: 4, decomposition: true, horizon_threshold: 1e-3 }
+    }
+}
+
+/// The distribution of the input sequences x.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputDist {
+    /// x ~ N(0, σ²) entrywise.
+    Gaussian(f64),
+    /// x ~ U(-a, a) entrywise.
+    Uniform(f64),
+    /// x = 0.
+    Zeros,
+}
+
+/// A named initialisation and the cells it applies to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedInit {
+    pub label: String,
+    pub cells: Option<Vec<CellKind>>,
+    pub spec: InitSpec,
+}
+
+impl NamedInit {
+    pub fn applies_to(&self, cell: CellKind) -> bool {
+        self.cells.as_ref().is_none_or(|c| c.contains(&cell))
+    }
+}
+
+/// A validated experiment spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub cells: Vec<CellKind>,
+    pub inits: Vec<NamedInit>,
+    pub hidden: Vec<usize>,
+    pub seq_len: Vec<usize>,
+    pub seeds: Vec<u64>,
+    pub batch: usize,
+    pub input_size: usize,
+    pub input: InputDist,
+    pub probes: Probes,
+    /// Output folder (default `results/<name>`).
+    pub out: PathBuf,
+    /// The TOML text this spec was parsed from, written next to the results.
+    pub text: String,
+}
+
+use crate::probe::QUANTITIES;
+
+impl Spec {
+    /// The built-in experiment `name`.
+    pub fn built_in(name: &str) -> Result<Spec> {
+        let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            Error::Usage(format!("no built-in experiment `{name}`; built-in: {}", names.join(", ")))
+        })?;
+        Spec::parse(text).map_err(|e| e.in_file(format!("<built-in {name}>")))
+    }
+
+    /// Reads a spec file; errors name the file.
+    pub fn read(path: &Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Spec::parse(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses and validates spec text.
+    pub fn parse(text: &str) -> Result<Spec> {
+        let f: SpecFile = toml::from_str(text).map_err(|e| Error::Usage(one_line(&e.to_string())))?;
+        let key = |k: &str, why: String| Error::Usage(format!("key `{k}`: {why}"));
+        if f.name.is_empty() || !f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(key("name", format!("{:?} must be non-empty letters, digits, '-' or '_'", f.name)));
+        }
+        for (k, empty) in [
+            ("cells", f.cells.is_empty()),
+            ("inits", f.inits.is_empty()),
+            ("hidden", f.hidden.is_empty()),
+            ("seq_len", f.seq_len.is_empty()),
+            ("seeds", f.seeds.is_empty()),
+        ] {
+            if empty {
+                return Err(key(k, "must list at least one value".into()));
+            }
+        }
+        if let Some(h) = f.hidden.iter().find(|&&h| h == 0) {
+            return Err(key("hidden", format!("{h} is not a hidden size (≥ 1)")));
+        }
+        if let Some(t) = f.seq_len.iter().find(|&&t| t < 2) {
+            return Err(key("seq_len", format!("{t} is too short: a decay rate needs T ≥ 2")));
+        }
+        if f.batch == 0 {
+            return Err(key("batch", "must be ≥ 1".into()));
+        }
+        if f.input_size == 0 {
+            return Err(key("input_size", "must be ≥ 1".into()));
+        }
+        let input = parse_input(&f.input).map_err(|why| key("input", why))?;
+        if let Some(q) = f.probes.quantities.iter().find(|q| !QUANTITIES.contains(&q.as_str())) {
+            return Err(key(
+                "probes.quantities",
+                format!("unknown quantity `{q}`; allowed: {}", QUANTITIES.join(", ")),
+            ));
+        }
+        if !f.probes.quantities.iter().any(|q| q == "dh") {
+            return Err(key(
+                "probes.quantities",
+                "must include `dh`, which the summary and charts are built on".into(),
+            ));
+        }
+        let thr = f.probes.horizon_threshold;
+        if !(thr > 0.0 && thr < 1.0) {
+            return Err(key("probes.horizon_threshold", format!("{thr} must be in (0, 1)")));
+        }
+        let mut inits = Vec::with_capacity(f.inits.len());
+        for label in &f.inits {
+            let table = f.init.get(label).ok_or_else(|| {
+                let known: Vec<&str> = f.init.keys().map(String::as_str).collect();
+                key("inits", format!("`{label}` has no [init.{label}] table; defined: {}", known.join(", ")))
+            })?;
+            let schemes = |group: &str, list: &[String]| -> Result<Vec<Scheme>> {
+                list.iter()
+                    .map(|s| Scheme::parse(s).map_err(|e| key(&format!("init.{label}.{group}"), e.to_string())))
+                    .collect()
+            };
+            let spec = InitSpec {
+                recurrent: schemes("recurrent", &table.recurrent)?,
+                input: schemes("input", &table.input)?,
+                bias: schemes("bias", &table.bias)?,
+                gate_bias: schemes("gate_bias", &table.gate_bias)?,
+            };
+            let named = NamedInit { label: label.clone(), cells: table.cells.clone(), spec };
+            let cells: Vec<CellKind> = f.cells.iter().copied().filter(|&c| named.applies_to(c)).collect();
+            if cells.is_empty() {
+                return Err(key(&format!("init.{label}.cells"), "applies to none of the spec's `cells`".into()));
+            }
+            for c in cells {
+                named.spec.validate(c, label).map_err(|e| key(&format!("init.{label}"), e.to_string()))?;
+            }
+            inits.push(named);
+        }
+        let out = f.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&f.name));
+        Ok(Spec {
+            name: f.name,
+            description: f.description,
+            seed: f.seed,
+            cells: f.cells,
+            inits,
+            hidden: f.hidden,
+            seq_len: f.seq_len,
+            seeds: f.seeds,
+            batch: f.batch,
+            input_size: f.input_size,
+            input,
+            probes: f.probes,
+            out,
+            text: text.to_string(),
+        })
+    }
+}
+
+fn parse_input(text: &str) -> std::result::Result<InputDist, String> {
+    let allowed = "allowed: gaussian(sigma), uniform(a), zeros";
+    let (name, arg) = parse_call(text).map_err(|e| format!("{e}; {allowed}"))?;
+    match (name, arg) {
+        ("gaussian", Some(s)) if s >= 0.0 => Ok(InputDist::Gaussian(s)),
+        ("uniform", Some(a)) if a > 0.0 => Ok(InputDist::Uniform(a)),
+        ("zeros", None) => Ok(InputDist::Zeros),
+        _ => Err(format!("`{text}` is not an input distribution; {allowed}")),
+    }
+}
+
+/// TOML errors span several lines (with a caret under the spot); keep them on one.
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "tiny"
+seed = 1
+cells = ["rnn", "lstm"]
+inits = ["default"]
+hidden = [4]
+seq_len = [5]
+seeds = [0]
+input_size = 2
+[init.default]
+"#;
+
+    #[test]
+    fn built_in_specs_parse() {
+        for (name, _) in BUILT_IN {
+            let s = Spec::built_in(name).unwrap();
+            assert_eq!(s.name, name);
+            assert_eq!(s.out, PathBuf::from("results").join(name));
+        }
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let s = Spec::parse(MINIMAL).unwrap();
+        assert_eq!(s.batch, 1);
+        assert_eq!(s.input, InputDist::Gaussian(1.0));
+        assert_eq!(s.probes, Probes::default());
+        assert_eq!(s.inits[0].spec, InitSpec::default());
+    }
+
+    fn err(text: &str) -> String {
+        Spec::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_specs_name_the_key_and_the_allowed_values() {
+        let e = err(&MINIMAL.replace("seed = 1", "seed = 1\nsede = 2"));
+        assert!(e.contains("unknown field `sede`") && e.contains("seq_len"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = err(&MINIMAL.replace(r#""lstm""#, r#""lsmt""#));
+        assert!(e.contains("lsmt") && e.contains("rnn") && e.contains("gru"), "{e}");
+        let e = err(&MINIMAL.replace(r#"inits = ["default"]"#, r#"inits = ["other"]"#));
+        assert!(e.contains("key `inits`") && e.contains("[init.other]"), "{e}");
+        let e = err(&MINIMAL.replace("[init.default]", "[init.default]\nrecurrent = [\"gausian(1)\"]"));
+        assert!(
+            e.contains("init.default.recurrent") && e.contains("gausian(1)") && e.contains("orthogonal(gain)"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("[init.default]", "[init.default]\ngate_bias = [\"forget-bias(1)\"]"));
+        assert!(e.contains("init.default") && e.contains("not the rnn"), "{e}");
+        let e = err(&MINIMAL.replace("seq_len = [5]", "seq_len = [1]"));
+        assert!(e.contains("key `seq_len`"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[probes]\nquantities = [\"dh\", \"dq\"]"));
+        assert!(e.contains("probes.quantities") && e.contains("dc_total"), "{e}");
+        let e = err(&MINIMAL.replace("input_size = 2", "input_size = 2\ninput = \"laplace(1)\""));
+        assert!(e.contains("key `input`") && e.contains("uniform(a)"), "{e}");
+        let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [-4]"));
+        assert!(e.contains("hidden"), "{e}");
+    }
+}

@@ -1,0 +1,195 @@
+//! Experiments end to end through the CLI: a tiny spec whose CSVs parse and whose charts exist,
+//! bitwise-identical output on 1 and 2 threads, spec errors and the overwrite rules.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TINY: &str = r#"
+name = "tiny"
+seed = 7
+cells = ["rnn", "lstm", "gru"]
+inits = ["pytorch", "forget1"]
+hidden = [6]
+seq_len = [8, 12]
+seeds = [0, 1]
+batch = 2
+input_size = 3
+[probes]
+quantities = ["dh", "dc", "dstate"]
+lyapunov = 3
+[init.pytorch]
+[init.forget1]
+cells = ["lstm"]
+gate_bias = ["forget-bias(1.0)"]
+"#;
+
+fn gradlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args).output().unwrap()
+}
+
+fn run_tiny(dir: &Path, out: &str, threads: &str) -> Output {
+    let spec = dir.join("tiny.toml");
+    std::fs::write(&spec, TINY).unwrap();
+    gradlab(&[
+        "experiment",
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.join(out).to_str().unwrap(),
+        "--threads",
+        threads,
+    ])
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r.records().map(|x| x.unwrap().iter().map(String::from).collect()).collect();
+    (header, rows)
+}
+
+#[test]
+fn tiny_spec_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_tiny(dir.path(), "out", "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    // Points: rnn×pytorch, lstm×{pytorch, forget1}, gru×pytorch = 4 pairs × 2 lengths × 2 seeds.
+    assert!(stdout.contains("16 grid points"), "{stdout}");
+    assert!(stdout.contains("lstm   forget1"), "{stdout}");
+    let out = dir.path().join("out");
+    for f in ["decay.png", "decay.svg", "rate.png", "rate.svg", "decomposition.png", "decomposition.svg"] {
+        let bytes = std::fs::read(out.join(f)).unwrap();
+        assert!(bytes.len() > 1000, "{f} is too small");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("spec.toml")).unwrap(), TINY);
+
+    let (h, summary) = read_csv(&out.join("summary.csv"));
+    assert_eq!(&h[..6], ["cell", "init", "hidden", "seq_len", "seed", "batch"]);
+    assert_eq!(summary.len(), 16 * 2);
+    let rate = h.iter().position(|c| c == "decay_rate").unwrap();
+    assert!(summary.iter().all(|r| r[rate].parse::<f64>().unwrap() < 0.0), "small PyTorch-default nets vanish");
+
+    let (h, curves) = read_csv(&out.join("curves.csv"));
+    let q = h.iter().position(|c| c == "quantity").unwrap();
+    // dh for every sequence (T+1 rows); dc and dstate for the 8 LSTM points only.
+    let per_len = |t: usize| (t + 1) * 2 * 2; // distances × seeds × batch
+    let dh_rows: usize = [8, 12].iter().map(|&t| 4 * per_len(t)).sum();
+    let lstm_rows: usize = [8, 12].iter().map(|&t| 2 * 2 * per_len(t)).sum();
+    assert_eq!(curves.iter().filter(|r| r[q] == "dh").count(), dh_rows);
+    assert_eq!(curves.iter().filter(|r| r[q] != "dh").count(), lstm_rows);
+
+    let (_, lyap) = read_csv(&out.join("lyapunov.csv"));
+    assert_eq!(lyap.len(), 16 * 2 * 3);
+    let (_, decomp) = read_csv(&out.join("decomp.csv"));
+    // Only at the longest T: 2 LSTM inits × 2 seeds × 2 sequences × (T-1) steps × 6 terms.
+    assert_eq!(decomp.len(), 2 * 2 * 2 * 11 * 6);
+}
+
+#[test]
+fn one_and_two_threads_write_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_tiny(dir.path(), "one", "1").status.success());
+    assert!(run_tiny(dir.path(), "two", "2").status.success());
+    for f in [
+        "curves.csv",
+        "summary.csv",
+        "lyapunov.csv",
+        "decomp.csv",
+        "decay.svg",
+        "decay.png",
+        "rate.svg",
+        "decomposition.svg",
+    ] {
+        let a = std::fs::read(dir.path().join("one").join(f)).unwrap();
+        let b = std::fs::read(dir.path().join("two").join(f)).unwrap();
+        assert!(a == b, "{f} differs between 1 and 2 threads");
+    }
+}
+
+#[test]
+fn rerunning_the_same_spec_replaces_its_outputs_but_a_different_spec_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_tiny(dir.path(), "out", "1").status.success());
+    // Same spec, same folder: the run reproduces the files, so it may replace them.
+    assert!(run_tiny(dir.path(), "out", "1").status.success());
+    // A different spec into the same folder is refused, and nothing is touched.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, TINY.replace("seed = 7", "seed = 8")).unwrap();
+    let before = std::fs::read(dir.path().join("out/summary.csv")).unwrap();
+    let out = dir.path().join("out");
+    let o = gradlab(&["experiment", "run", other.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("out/summary.csv")).unwrap(), before);
+    let o = gradlab(&["experiment", "run", other.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force"]);
+    assert!(o.status.success());
+    assert_ne!(std::fs::read(dir.path().join("out/summary.csv")).unwrap(), before);
+}
+
+#[test]
+fn bad_specs_exit_2_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(&spec, TINY.replace("batch = 2", "batch = 2\nbacth = 3")).unwrap();
+    let o = gradlab(&["experiment", "run", spec.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml") && err.contains("bacth") && err.trim_end().lines().count() == 1, "{err}");
+    let o = gradlab(&["experiment", "run", dir.path().join("missing.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!dir.path().join("o").exists());
+}
+
+#[test]
+fn list_shows_the_built_in_experiments() {
+    let o = gradlab(&["experiment", "list"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("vanishing") && s.contains("225 grid points"), "{s}");
+}
+
+#[test]
+fn probe_command_writes_its_three_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oracle/lstm_h3_i5_t2_b3_ce_gauss");
+    let out = dir.path().join("p");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "probe".to_string(),
+            "--weights".into(),
+            case.join("weights.safetensors").to_string_lossy().into(),
+            "--input".into(),
+            case.join("input.safetensors").to_string_lossy().into(),
+            "--out".into(),
+            out.to_string_lossy().into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&[])).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = read_csv(&out.join("probe.csv"));
+    assert_eq!(
+        h[..9],
+        [
+            "cell",
+            "batch",
+            "step",
+            "distance",
+            "quantity",
+            "spectral_norm",
+            "frobenius_norm",
+            "log_spectral_norm",
+            "log_frobenius_norm"
+        ]
+    );
+    // 3 sequences × 3 steps × (dh, dc, dstate) + dc_total for s ≥ 1, + err (the input has labels).
+    assert_eq!(rows.len(), 3 * (3 * 3 + 2) + 3 * 3);
+    assert_eq!(read_csv(&out.join("decomp.csv")).1.len(), 3 * 6);
+    assert_eq!(read_csv(&out.join("lyapunov.csv")).1.len(), 3 * 6);
+    let o = Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "existing probe files are not overwritten without --force");
+    assert!(Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&["--force"])).output().unwrap().status.success());
+}
