@@ -187,10 +187,8 @@ pub fn decomposition_figure(spec: &Spec, r: &Results) -> Option<Figure> {
         return None;
     }
     Some(Figure {
-        title: format!(
-            "LSTM: ∂c_t/∂c_t−1 = F + T_f + T_i + T_g (H = {h}; seed mean, {SMOOTHING}-step rolling geometric mean)"
-        ),
-        x_label: "time step t".into(),
+        title: format!("LSTM: ∂c_t/∂c_t−1 = F + T_f + T_i + T_g (H = {h}, mean over seeds)"),
+        x_label: format!("time step t ({SMOOTHING}-step rolling mean)"),
         y_label: "spectral norm (log scale)".into(),
         x_scale: Scale::Linear,
         y_scale: Scale::Log,

@@ -228,7 +228,8 @@ fn draw<DB: DrawingBackend>(
     fig: &Figure,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let root = root.titled(&fig.title, (FONT_FAMILY, 30))?;
+    let title_size = if fig.title.chars().count() > 60 { 26 } else { 30 };
+    let root = root.titled(&fig.title, (FONT_FAMILY, title_size))?;
     let (xs, ys) = (fig.x_scale, fig.y_scale);
     let all = || fig.panels.iter().flat_map(|p| p.series.iter());
     let x_range = range(all().flat_map(|s| s.points.iter().map(|p| to_axis(p.0, xs))));
