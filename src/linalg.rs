@@ -38,6 +38,16 @@ pub fn gemm<T: Scalar>(
     if m == 0 || n == 0 {
         return;
     }
+    if n == 1 && op_b == Op::N {
+        // One column (batch 1): a matrix-vector product streams `a` once; a GEMM kernel would
+        // first copy (pack) all of it.
+        let (x, mut y) = (b.column(0), c.column_mut(0));
+        match op_a {
+            Op::N => y.gemv(alpha, &a, &x, beta),
+            Op::T => y.gemv_tr(alpha, &a, &x, beta),
+        }
+        return;
+    }
     let (rsc, csc) = c.strides();
     // SAFETY: the views describe valid arrays of the asserted shapes; `c` is a unique borrow.
     unsafe {
@@ -87,6 +97,19 @@ mod tests {
                 assert!((&c - &expect).amax() < 1e-12, "{oa:?}{ob:?}");
             }
         }
+    }
+
+    #[test]
+    fn single_columns_take_the_matrix_vector_path_and_agree() {
+        let a = DMatrix::from_fn(9, 7, |i, j| (i as f64 * 0.3 - j as f64 * 0.17).sin());
+        let x = DMatrix::from_fn(9, 1, |i, _| (i as f64).cos());
+        let y0 = DMatrix::from_fn(7, 1, |i, _| i as f64);
+        let mut y = y0.clone();
+        gemm(2.0, a.as_view(), Op::T, x.as_view(), Op::N, 0.5, y.as_view_mut());
+        assert!((&y - (a.transpose() * &x * 2.0 + &y0 * 0.5)).amax() < 1e-13);
+        let mut z = DMatrix::from_element(9, 1, f64::NAN); // beta = 0: never read
+        gemm(1.0, a.as_view(), Op::N, y0.as_view(), Op::N, 0.0, z.as_view_mut());
+        assert!((&z - &a * &y0).amax() < 1e-13);
     }
 
     #[test]

@@ -107,26 +107,54 @@ impl Scalar for f32 {
 /// σ(a) = 1/(1+e^{-a}), evaluated without overflow for either sign of `a`.
 #[inline]
 pub fn sigmoid<T: Scalar>(a: T) -> T {
-    if a >= T::zero() {
-        T::one() / (T::one() + (-a).exp())
-    } else {
-        let e = a.exp();
-        e / (T::one() + e)
-    }
+    sigmoid_and_prime(a).0
 }
 
 /// σ'(a) = σ(a)·σ(-a): unlike σ(1-σ) it keeps full relative precision in saturated units.
 #[inline]
 pub fn sigmoid_prime<T: Scalar>(a: T) -> T {
-    sigmoid(a) * sigmoid(-a)
+    sigmoid_and_prime(a).1
+}
+
+/// (σ(a), σ(-a)) from one exponential: with e = e^{-|a|}, σ(|a|) = 1/(1+e), σ(-|a|) = e/(1+e).
+/// σ(-a) = 1 - σ(a) without the cancellation.
+#[inline]
+pub fn sigmoid_pair<T: Scalar>(a: T) -> (T, T) {
+    let e = (-a.abs()).exp();
+    let d = T::one() + e;
+    let (big, small) = (T::one() / d, e / d);
+    if a >= T::zero() { (big, small) } else { (small, big) }
+}
+
+/// (σ(a), σ'(a)), σ'(a) = σ(a)·σ(-a), from one exponential.
+#[inline]
+pub fn sigmoid_and_prime<T: Scalar>(a: T) -> (T, T) {
+    let (s, r) = sigmoid_pair(a);
+    (s, s * r)
 }
 
 /// tanh'(a) = sech²(a) = 4e^{-2|a|}/(1+e^{-2|a|})², exact where 1 - tanh²(a) rounds to 0.
 #[inline]
 pub fn tanh_prime<T: Scalar>(a: T) -> T {
-    let e = (-(a.abs() + a.abs())).exp();
+    tanh_and_prime(a).1
+}
+
+/// (tanh(a), tanh'(a)) from one exponential: with e = e^{-2|a|}, tanh(|a|) = (1-e)/(1+e) and
+/// tanh'(a) = 4e/(1+e)². For |a| < 1/2 the difference 1-e comes from expm1, so neither loses
+/// relative precision anywhere.
+#[inline]
+pub fn tanh_and_prime<T: Scalar>(a: T) -> (T, T) {
+    let x = a.abs() + a.abs();
+    let (e, one_minus_e) = if x < T::one() {
+        let m = (-x).exp_m1();
+        (T::one() + m, -m)
+    } else {
+        let e = (-x).exp();
+        (e, T::one() - e)
+    };
     let d = T::one() + e;
-    T::of(4.0) * e / (d * d)
+    let t = one_minus_e / d;
+    (if a >= T::zero() { t } else { -t }, T::of(4.0) * e / (d * d))
 }
 
 #[cfg(test)]
@@ -152,6 +180,20 @@ mod tests {
             assert!((sigmoid_prime(a) - s * (1.0 - s)).abs() < 1e-15);
             assert!((tanh_prime(a) - (1.0 - a.tanh().powi(2))).abs() < 1e-15);
         }
+    }
+
+    #[test]
+    fn tanh_matches_std_to_round_off_everywhere() {
+        for i in -4000..=4000 {
+            let a = i as f64 * 0.01 + 1e-7;
+            let (t, _) = tanh_and_prime(a);
+            let rel = if a.tanh() == 0.0 { t.abs() } else { ((t - a.tanh()) / a.tanh()).abs() };
+            assert!(rel < 4.0 * f64::EPSILON, "a = {a}: {t} vs {}", a.tanh());
+        }
+        for a in [1e-300_f64, -1e-12, 3e-9, 0.4999, 0.5, 0.5001] {
+            assert!(((tanh_and_prime(a).0 - a.tanh()) / a.tanh()).abs() < 4.0 * f64::EPSILON, "{a}");
+        }
+        assert_eq!(tanh_and_prime(0.0_f64), (0.0, 1.0));
     }
 
     #[test]

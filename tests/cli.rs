@@ -33,6 +33,14 @@ fn gradlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args).output().unwrap()
 }
 
+/// `gradlab grad --weights w --input x --out out` plus `extra` flags.
+fn grad_files(w: &Path, x: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["grad", "--weights", w.to_str().unwrap(), "--input", x.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    gradlab(&args)
+}
+
 /// Runs `grad` on (possibly modified) copies of a case's files; returns exit code and stderr.
 fn grad_with(
     case_name: &str,
@@ -49,10 +57,7 @@ fn grad_with(
     edit_input(&mut xr);
     write_raw(&w, &wr);
     write_raw(&x, &xr);
-    let mut args =
-        vec!["grad", "--weights", w.to_str().unwrap(), "--input", x.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let o = gradlab(&args);
+    let o = grad_files(&w, &x, &out, extra);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     if o.status.code() == Some(2) {
         assert!(!out.exists(), "a failed run must not leave an output file");
@@ -90,15 +95,7 @@ fn grad_reproduces_every_reference_case_through_files() {
             continue;
         }
         let out = dir.path().join(format!("{}.safetensors", c.file_name().unwrap().to_string_lossy()));
-        let o = gradlab(&[
-            "grad",
-            "--weights",
-            c.join("weights.safetensors").to_str().unwrap(),
-            "--input",
-            c.join("input.safetensors").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = grad_files(&c.join("weights.safetensors"), &c.join("input.safetensors"), &out, &[]);
         assert!(o.status.success(), "{}: {}", c.display(), String::from_utf8_lossy(&o.stderr));
         let ours = TensorFile::read(&out).unwrap();
         let reference = TensorFile::read(c.join("grads.safetensors")).unwrap();
@@ -134,30 +131,11 @@ fn f32_weights_compute_and_write_f32() {
     to_f32(&mut wr);
     write_raw(&w, &wr);
     let x = case(LSTM).join("input.safetensors");
-    let o = gradlab(&[
-        "grad",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = grad_files(&w, &x, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("f32"));
     assert_eq!(TensorFile::read(&out).unwrap().dtype("weight_hh_l0"), Some(Dtype::F32));
-    let o = gradlab(&[
-        "grad",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--precision",
-        "f64",
-        "--force",
-    ]);
+    let o = grad_files(&w, &x, &out, &["--precision", "f64", "--force"]);
     assert!(o.status.success());
     assert_eq!(TensorFile::read(&out).unwrap().dtype("weight_hh_l0"), Some(Dtype::F64));
 }
@@ -325,15 +303,7 @@ fn files_that_are_not_safetensors_are_named() {
     let out = dir.path().join("g.safetensors");
     let x = case(LSTM).join("input.safetensors");
     let run = |w: &Path| {
-        let o = gradlab(&[
-            "grad",
-            "--weights",
-            w.to_str().unwrap(),
-            "--input",
-            x.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = grad_files(&w, &x, &out, &[]);
         (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).to_string())
     };
     let full = std::fs::read(case(LSTM).join("weights.safetensors")).unwrap();
@@ -352,41 +322,19 @@ fn existing_outputs_and_inputs_are_never_overwritten_without_asking() {
     let out = dir.path().join("g.safetensors");
     std::fs::write(&out, b"precious").unwrap();
     let (w, x) = (case(LSTM).join("weights.safetensors"), case(LSTM).join("input.safetensors"));
-    let args = |extra: &[&str]| {
-        let mut a = vec![
-            "grad",
-            "--weights",
-            w.to_str().unwrap(),
-            "--input",
-            x.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        a.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let o = Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&[])).output().unwrap();
+    let o = grad_files(&w, &x, &out, &[]);
     assert_rejected(
         (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).to_string()),
         &["g.safetensors", "already exists", "--force"],
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    let o = Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&["--force"])).output().unwrap();
+    let o = grad_files(&w, &x, &out, &["--force"]);
     assert!(o.status.success());
     assert!(TensorFile::read(&out).unwrap().contains("loss"));
     // Even with --force, an input is not an output.
     let copy = dir.path().join("w.safetensors");
     std::fs::copy(&w, &copy).unwrap();
-    let o = gradlab(&[
-        "grad",
-        "--weights",
-        copy.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--out",
-        copy.to_str().unwrap(),
-        "--force",
-    ]);
+    let o = grad_files(&copy, &x, &copy, &["--force"]);
     assert_rejected(
         (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).to_string()),
         &["also an input file"],

@@ -2,7 +2,7 @@
 //! n = tanh(W_in x + b_in + r ⊙ (U_n h + b_hn)), h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}.
 
 use super::{Cell, StepRef, add_scaled_rows};
-use crate::scalar::{Scalar, sigmoid, sigmoid_prime, tanh_prime};
+use crate::scalar::{Scalar, sigmoid_and_prime, sigmoid_pair, tanh_and_prime};
 use nalgebra::DMatrix;
 
 /// GRU. Cache blocks: r, z, 1 - z (as σ(-a_z), exact near z = 1), n, m = U_n h + b_hn,
@@ -31,11 +31,12 @@ impl Cell for Gru {
             let ar = xp[j] + hh[j];
             let az = xp[k + j] + hh[k + j];
             let m = hh[2 * k + j];
-            let r = sigmoid(ar);
+            let (r, dr) = sigmoid_and_prime(ar);
             let an = xp[2 * k + j] + r * m;
-            let (z, omz, n) = (sigmoid(az), sigmoid(-az), an.tanh());
+            let (z, omz) = sigmoid_pair(az);
+            let (n, dn) = tanh_and_prime(an);
             h[j] = omz * n + z * h_prev[j];
-            let vals = [r, z, omz, n, m, sigmoid_prime(ar), sigmoid_prime(az), tanh_prime(an)];
+            let vals = [r, z, omz, n, m, dr, z * omz, dn];
             for (b, v) in vals.into_iter().enumerate() {
                 cache[b * k + j] = v;
             }

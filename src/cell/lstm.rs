@@ -2,7 +2,7 @@
 //! c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t).
 
 use super::{Cell, StepRef, add_scaled_rows};
-use crate::scalar::{Scalar, sigmoid, sigmoid_prime, tanh_prime};
+use crate::scalar::{Scalar, sigmoid_and_prime, tanh_and_prime};
 use nalgebra::DMatrix;
 
 /// LSTM. Cache blocks: i, f, g, o, then σ'(a_i), σ'(a_f), tanh'(a_g), σ'(a_o), then tanh(c_t),
@@ -27,23 +27,13 @@ impl Cell for Lstm {
         for j in 0..n {
             let a = |gate: usize| xp[gate * n + j] + hh[gate * n + j];
             let (ai, af, ag, ao) = (a(I), a(F), a(G), a(O));
-            let (i, f, g, o) = (sigmoid(ai), sigmoid(af), ag.tanh(), sigmoid(ao));
+            let ((i, di), (f, df)) = (sigmoid_and_prime(ai), sigmoid_and_prime(af));
+            let ((g, dg), (o, d_o)) = (tanh_and_prime(ag), sigmoid_and_prime(ao));
             let ct = f * c_prev[j] + i * g;
-            let tc = ct.tanh();
+            let (tc, dtc) = tanh_and_prime(ct);
             c[j] = ct;
             h[j] = o * tc;
-            let vals = [
-                i,
-                f,
-                g,
-                o,
-                sigmoid_prime(ai),
-                sigmoid_prime(af),
-                tanh_prime(ag),
-                sigmoid_prime(ao),
-                tc,
-                tanh_prime(ct),
-            ];
+            let vals = [i, f, g, o, di, df, dg, d_o, tc, dtc];
             for (k, v) in vals.into_iter().enumerate() {
                 cache[k * n + j] = v;
             }

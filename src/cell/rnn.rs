@@ -1,7 +1,7 @@
 //! The Elman tanh RNN (THEORY.md §2–4): h_t = tanh(a_t), a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh.
 
 use super::{Cell, StepRef, add_scaled_rows};
-use crate::scalar::{Scalar, tanh_prime};
+use crate::scalar::{Scalar, tanh_and_prime};
 use nalgebra::DMatrix;
 
 /// tanh RNN. Cache: [tanh'(a)].
@@ -22,8 +22,7 @@ impl Cell for Rnn {
     ) {
         for j in 0..h.len() {
             let a = xp[j] + hh[j];
-            h[j] = a.tanh();
-            cache[j] = tanh_prime(a);
+            (h[j], cache[j]) = tanh_and_prime(a);
         }
     }
 

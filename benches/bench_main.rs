@@ -1,0 +1,93 @@
+//! Throughput benchmarks: forward and forward+backward for every cell in f32 and f64 over the
+//! shapes PyTorch is compared on (T = 100), and the gradient-flow probe at H = 256, T = 500.
+//! One axis per group (the shape); throughput is T·B sequence steps per second.
+//!
+//! `cargo bench` runs everything (~10 minutes on 2 cores). `GRADLAB_BENCH_SHAPES=small` keeps
+//! the two smallest shapes; `cargo bench -- --test` runs each benchmark once (CI's smoke run).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gradlab::bptt::{Inputs, backward, forward};
+use gradlab::cell::CellKind;
+use gradlab::init::InitSpec;
+use gradlab::params::Params;
+use gradlab::probe::jacobian_flow;
+use gradlab::scalar::Scalar;
+use nalgebra::DMatrix;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+use std::time::Duration;
+
+const STEPS: usize = 100;
+/// (B, I, H), as in the PyTorch comparison.
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 32, 64), (1, 128, 256), (16, 64, 128), (64, 256, 256), (64, 512, 512), (1, 1024, 1024)];
+
+fn shapes() -> Vec<(usize, usize, usize)> {
+    match std::env::var("GRADLAB_BENCH_SHAPES").as_deref() {
+        Ok("small") => SHAPES[..1].iter().chain(&SHAPES[2..3]).copied().collect(),
+        _ => SHAPES.to_vec(),
+    }
+}
+
+/// A PyTorch-default model (no head) and inputs x ~ U(-1, 1), cast to `T`.
+fn setup<T: Scalar>(cell: CellKind, b: usize, i: usize, h: usize, steps: usize) -> (Params<T>, Inputs<T>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let p = InitSpec::default().build(cell, 1, i, h, &mut rng);
+    let x = DMatrix::from_fn(i, steps * b, |r, c| ((r * 7 + c * 13) as f64 * 0.1).sin());
+    let inputs = Inputs::with_zero_state(&p, x, steps, b);
+    (p.cast(), inputs.cast())
+}
+
+fn bench_cell<T: Scalar>(c: &mut Criterion, cell: CellKind) {
+    for mode in ["forward", "forward_backward"] {
+        let mut group = c.benchmark_group(format!("{cell}/{}/{mode}", T::NAME));
+        group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
+        for (b, i, h) in shapes() {
+            let (p, inputs) = setup::<T>(cell, b, i, h, STEPS);
+            let dy = DMatrix::from_element(h, STEPS * b, T::one());
+            group.throughput(Throughput::Elements((STEPS * b) as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(format!("B{b}_I{i}_H{h}")), &(), |bench, _| {
+                bench.iter(|| {
+                    let tape = forward(black_box(&p), black_box(&inputs));
+                    if mode == "forward_backward" {
+                        black_box(backward(&p, &inputs, &tape, &dy));
+                    }
+                    tape
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+fn cells(c: &mut Criterion) {
+    for cell in CellKind::ALL {
+        bench_cell::<f32>(c, cell);
+        bench_cell::<f64>(c, cell);
+    }
+}
+
+/// ‖∂h_T/∂h_s‖ spectral and Frobenius for every s (the LSTM: its full (h, c) state as well).
+fn probe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("probe/f64/H256_T500");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
+    for cell in CellKind::ALL {
+        let (p, inputs) = setup::<f64>(cell, 1, 32, 256, 500);
+        let tape = forward(&p, &inputs);
+        let which: &[&str] = if cell == CellKind::Lstm { &["dh", "dc", "dstate"] } else { &["dh"] };
+        group.throughput(Throughput::Elements(500));
+        group.bench_with_input(BenchmarkId::from_parameter(cell), &(), |bench, _| {
+            bench.iter(|| black_box(jacobian_flow(&p, &tape, 0, 0, which)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // No HTML plots: criterion's plotters charts would need system fonts.
+    config = Criterion::default().without_plots();
+    targets = cells, probe
+}
+criterion_main!(benches);

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Prints the gradlab/PyTorch table: reads criterion's medians from target/criterion and the
+CSV written by pytorch_rnn.py, and reports per benchmark both medians, the speed-up
+(PyTorch time / gradlab time) and, for forward+backward, GFLOP/s by the issue's count
+(2*B*G*H*(I+H) flops per step forward, twice that backward).
+
+Usage: python3 benches/peers/compare.py pytorch.csv [target/criterion] > table.md
+"""
+import csv
+import json
+import sys
+from pathlib import Path
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+T = 100
+
+
+def criterion_median(root, bench, ident):
+    path = Path(root, bench.replace("/", "_"), ident, "new", "estimates.json")
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
+
+
+def gflops(bench, ident, seconds):
+    cell, _, mode = bench.split("/")
+    if cell not in GATES:
+        return None
+    b, i, h = (int(part[1:]) for part in ident.split("_"))
+    per_step = 2 * b * GATES[cell] * h * (i + h)
+    total = T * per_step * (3 if mode == "forward_backward" else 1)
+    return total / seconds / 1e9
+
+
+def main():
+    torch_csv = sys.argv[1]
+    root = sys.argv[2] if len(sys.argv) > 2 else "target/criterion"
+    print("| bench | shape | gradlab | PyTorch | speed-up | gradlab GFLOP/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    with open(torch_csv) as f:
+        for row in csv.DictReader(line for line in f if not line.startswith("#")):
+            ours = criterion_median(root, row["bench"], row["id"])
+            theirs = float(row["median_seconds"])
+            if ours is None:
+                continue
+            g = gflops(row["bench"], row["id"], ours)
+            gtxt = f"{g:.1f}" if g is not None else ""
+            print(f"| {row['bench']} | {row['id']} | {ours * 1e3:.3f} ms | {theirs * 1e3:.3f} ms | {theirs / ours:.2f}× | {gtxt} |")
+
+
+if __name__ == "__main__":
+    main()
