@@ -303,7 +303,7 @@ fn files_that_are_not_safetensors_are_named() {
     let out = dir.path().join("g.safetensors");
     let x = case(LSTM).join("input.safetensors");
     let run = |w: &Path| {
-        let o = grad_files(&w, &x, &out, &[]);
+        let o = grad_files(w, &x, &out, &[]);
         (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).to_string())
     };
     let full = std::fs::read(case(LSTM).join("weights.safetensors")).unwrap();

@@ -105,21 +105,32 @@ impl Results {
     }
 }
 
-/// Runs every point on the current rayon pool; `progress` ticks once per point.
+/// Runs every point on the current rayon pool; `progress` ticks once per point. Points start
+/// longest first, so no core idles on one late, long point; results are put back in grid order.
 pub fn run_all(spec: &Spec, points: &[Point], progress: &ProgressBar) -> Results {
-    let per_point: Vec<Results> = points
+    let mut order: Vec<&Point> = points.iter().collect();
+    order.sort_by_key(|p| std::cmp::Reverse(cost(p)));
+    let mut per_point: Vec<(usize, Results)> = order
         .par_iter()
+        .with_max_len(1)
         .map(|p| {
             let r = run_point(spec, p);
             progress.inc(1);
-            r
+            (p.index, r)
         })
         .collect();
+    per_point.sort_by_key(|(index, _)| *index);
     let mut all = Results::default();
-    for r in per_point {
+    for (_, r) in per_point {
         all.extend(r);
     }
     all
+}
+
+/// A rough cost of a point for scheduling: T steps of products of the state dimension cubed.
+fn cost(p: &Point) -> usize {
+    let n = if p.cell == CellKind::Lstm { 2 * p.hidden } else { p.hidden };
+    p.seq_len * n * n * n
 }
 
 /// Draws `rows × cols` inputs, column by column, from `dist`.
