@@ -80,7 +80,7 @@ impl Scaled {
 }
 
 /// Warm-start state for the spectral norm of one quantity across steps.
-type Warm = Option<DVector<f64>>;
+type Warm = Option<DMatrix<f64>>;
 
 /// Where a row belongs: cell, layer, sequence, step s and length T.
 #[derive(Clone, Copy)]
