@@ -85,6 +85,18 @@ impl Cell for Lstm {
 }
 
 impl Lstm {
+    /// The one-step Jacobian in factored form, for products from the left without forming it:
+    /// J = [[diag(β) U_o + diag(E) A, diag(E ⊙ f)], [A, diag(f)]] with β = tanh(c_t) ⊙ σ'(a_o),
+    /// E = o ⊙ tanh'(c_t) and A = ∂c_t/∂h_{t-1}. Returns ([U_o; A] (2H × H), β, E, f).
+    pub fn jacobian_factors<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> (DMatrix<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let n = step.hidden;
+        let mut stacked = DMatrix::zeros(2 * n, n);
+        stacked.rows_mut(0, n).copy_from(&w_hh.rows(O * n, n));
+        stacked.rows_mut(n, n).copy_from(&Lstm::dc_dh_prev(step, w_hh));
+        let beta = step.block(TC).iter().zip(step.block(D + O)).map(|(&t, &d)| t * d).collect();
+        (stacked, beta, Lstm::dh_dc(step), step.block(F).to_vec())
+    }
+
     /// D_t = o_t ⊙ tanh'(c_t) = ∂h_t/∂c_t (diagonal) with o_t held fixed.
     pub fn dh_dc<T: Scalar>(step: &StepRef<T>) -> Vec<T> {
         step.block(O).iter().zip(step.block(DTC)).map(|(&o, &d)| o * d).collect()

@@ -135,12 +135,23 @@ pub fn jacobian_flow<T: Scalar>(
     let n = if lstm { 2 * h } else { h };
     let mut p = Scaled::identity(n);
     let mut tmp = DMatrix::zeros(n, n);
+    let mut left = DMatrix::zeros(n, n); // LSTM workspace: [P_h diag(β) | Q]
     let mut warm: [Warm; 4] = Default::default();
     let mut per_step: Vec<Vec<FlowRow>> = Vec::with_capacity(steps + 1);
     for s in (0..=steps).rev() {
         if s < steps {
-            let j = jacobian_f64(params, tape, layer, s + 1, b);
-            gemm(1.0, p.m.as_view(), Op::N, j.as_view(), Op::N, 0.0, tmp.as_view_mut());
+            if lstm {
+                lstm_left_mul(
+                    &p.m,
+                    &tape.step(layer, s + 1, b),
+                    &params.layers()[layer].weight_hh,
+                    &mut left,
+                    &mut tmp,
+                );
+            } else {
+                let j = jacobian_f64(params, tape, layer, s + 1, b);
+                gemm(1.0, p.m.as_view(), Op::N, j.as_view(), Op::N, 0.0, tmp.as_view_mut());
+            }
             std::mem::swap(&mut p.m, &mut tmp);
             p.rescale();
         }
@@ -173,6 +184,32 @@ pub fn jacobian_flow<T: Scalar>(
         per_step.push(rows);
     }
     per_step.into_iter().rev().flatten().collect()
+}
+
+/// `out = P·J_t` for an LSTM step without forming J_t (half the flops of the dense product):
+/// with Q = P_h diag(E) + P_c, P·J = [[P_h diag(β) | Q]·[U_o; A], Q diag(f)]
+/// (factors of [`Lstm::jacobian_factors`]). `left` is an n × 2H workspace.
+fn lstm_left_mul<T: Scalar>(
+    p: &DMatrix<f64>,
+    step: &crate::cell::StepRef<T>,
+    w_hh: &DMatrix<T>,
+    left: &mut DMatrix<f64>,
+    out: &mut DMatrix<f64>,
+) {
+    let h = step.hidden;
+    let (stacked, beta, e, f) = Lstm::jacobian_factors(step, w_hh);
+    let stacked = stacked.map(|v| v.as_f64());
+    for j in 0..h {
+        let (b, ej) = (beta[j].as_f64(), e[j].as_f64());
+        let (ph, pc) = (p.column(j), p.column(h + j));
+        left.column_mut(j).zip_apply(&ph, |l, x| *l = x * b);
+        left.column_mut(h + j).zip_zip_apply(&ph, &pc, |l, x, y| *l = x * ej + y);
+    }
+    gemm(1.0, left.as_view(), Op::N, stacked.as_view(), Op::N, 0.0, out.columns_mut(0, h));
+    for (j, fj) in f.iter().enumerate() {
+        let fj = fj.as_f64();
+        out.column_mut(h + j).zip_apply(&left.column(h + j), |o, q| *o = q * fj);
+    }
 }
 
 /// The back-propagated error signal ‖∂L/∂h_s‖₂, s = 0..=T, for a loss at the last step whose
