@@ -88,6 +88,11 @@ impl<T: Scalar> Tape<T> {
         self.layers[layer].cs.columns(self.steps * self.batch, self.batch)
     }
 
+    /// Size of one sequence's recurrent state: H, or 2H for a cell with c (ordered h, c).
+    pub fn state_size(&self) -> usize {
+        if self.kind.has_cell_state() { 2 * self.hidden } else { self.hidden }
+    }
+
     /// What step `t` (1..=T) of sequence `b` in `layer` saved.
     pub fn step(&self, layer: usize, t: usize, b: usize) -> StepRef<'_, T> {
         debug_assert!(t >= 1 && t <= self.steps && b < self.batch);

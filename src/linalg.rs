@@ -1,5 +1,7 @@
 //! Matrix products on nalgebra views with free transposes: the one place that calls a GEMM
-//! kernel, so swapping the kernel touches nothing else.
+//! kernel, so swapping the kernel touches nothing else. Large products are split by rows of the
+//! output over rayon's threads; every entry is computed by the same kernel in the same order
+//! whatever the split, so results are bitwise the same on 1 thread or many.
 
 use crate::scalar::Scalar;
 use nalgebra::{DMatrixView, DMatrixViewMut};
@@ -38,6 +40,18 @@ pub fn gemm<T: Scalar>(
     if m == 0 || n == 0 {
         return;
     }
+    if let Some(top) = split_rows(m, k, n) {
+        let (a_top, a_bottom) = match op_a {
+            Op::N => (a.rows(0, top), a.rows(top, m - top)),
+            Op::T => (a.columns(0, top), a.columns(top, m - top)),
+        };
+        let (c_top, c_bottom) = c.rows_range_pair_mut(0..top, top..);
+        rayon::join(
+            || gemm(alpha, a_top, op_a, b, op_b, beta, c_top),
+            || gemm(alpha, a_bottom, op_a, b, op_b, beta, c_bottom),
+        );
+        return;
+    }
     if n == 1 && op_b == Op::N {
         // One column (batch 1): a matrix-vector product streams `a` once; a GEMM kernel would
         // first copy (pack) all of it.
@@ -68,6 +82,22 @@ pub fn gemm<T: Scalar>(
             csc as isize,
         )
     }
+}
+
+/// Products below this many flops run on one thread: a split costs a second packing of `b` and
+/// a hand-off between threads (tens of microseconds).
+const SPLIT_MIN_FLOPS: usize = 1 << 22;
+/// Row blocks stay multiples of this (whole kernel tiles).
+const SPLIT_ALIGN: usize = 32;
+
+/// Where to split the m output rows in two, if the product is large enough to share and runs on
+/// a worker of a rayon pool with other threads (from any other thread, `rayon::join` would hand
+/// both halves to the pool and wait).
+fn split_rows(m: usize, k: usize, n: usize) -> Option<usize> {
+    let top = (m / 2).next_multiple_of(SPLIT_ALIGN);
+    let pooled = rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1;
+    let worth = 2 * m * k * n >= SPLIT_MIN_FLOPS && top < m && pooled;
+    worth.then_some(top)
 }
 
 fn oriented(rows: usize, cols: usize, (rs, cs): (usize, usize), op: Op) -> (usize, usize, isize, isize) {
@@ -110,6 +140,28 @@ mod tests {
         let mut z = DMatrix::from_element(9, 1, f64::NAN); // beta = 0: never read
         gemm(1.0, a.as_view(), Op::N, y0.as_view(), Op::N, 0.0, z.as_view_mut());
         assert!((&z - &a * &y0).amax() < 1e-13);
+    }
+
+    #[test]
+    fn split_products_are_bitwise_those_of_one_thread() {
+        let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        for (m, k, n, op_a) in [(300, 200, 90, Op::N), (513, 64, 130, Op::T), (70, 1000, 64, Op::N)] {
+            let (ar, ac) = if op_a == Op::N { (m, k) } else { (k, m) };
+            let a = DMatrix::from_fn(ar, ac, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
+            let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
+            let run = |threads| {
+                let mut c = DMatrix::from_element(m, n, 0.25);
+                pool(threads).install(|| gemm(1.5, a.as_view(), op_a, b.as_view(), Op::N, 0.5, c.as_view_mut()));
+                c
+            };
+            assert!(pool(1).install(|| split_rows(m, k, n)).is_none(), "on one thread nothing is split");
+            assert!(pool(2).install(|| split_rows(m, k, n)).is_some(), "({m}, {k}, {n}) is split on 2 threads");
+            let (one, two) = (run(1), run(2));
+            assert!(one.iter().zip(two.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "({m}, {k}, {n})");
+            let expect =
+                (if op_a == Op::N { a.clone() } else { a.transpose() }) * &b * 1.5 + DMatrix::from_element(m, n, 0.125);
+            assert!((&one - expect).amax() < 1e-10);
+        }
     }
 
     #[test]

@@ -87,14 +87,31 @@ impl Cell for Lstm {
 impl Lstm {
     /// The one-step Jacobian in factored form, for products from the left without forming it:
     /// J = [[diag(β) U_o + diag(E) A, diag(E ⊙ f)], [A, diag(f)]] with β = tanh(c_t) ⊙ σ'(a_o),
-    /// E = o ⊙ tanh'(c_t) and A = ∂c_t/∂h_{t-1}. Returns ([U_o; A] (2H × H), β, E, f).
-    pub fn jacobian_factors<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> (DMatrix<T>, Vec<T>, Vec<T>, Vec<T>) {
+    /// E = o ⊙ tanh'(c_t) and A = ∂c_t/∂h_{t-1}. Writes [U_o; A] into `stacked` (2H × H) and
+    /// returns (β, E, f), all in f64.
+    pub fn jacobian_factors<T: Scalar>(
+        step: &StepRef<T>,
+        w_hh: &DMatrix<T>,
+        stacked: &mut DMatrix<f64>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let n = step.hidden;
-        let mut stacked = DMatrix::zeros(2 * n, n);
-        stacked.rows_mut(0, n).copy_from(&w_hh.rows(O * n, n));
-        stacked.rows_mut(n, n).copy_from(&Lstm::dc_dh_prev(step, w_hh));
-        let beta = step.block(TC).iter().zip(step.block(D + O)).map(|(&t, &d)| t * d).collect();
-        (stacked, beta, Lstm::dh_dc(step), step.block(F).to_vec())
+        let f64s = |x: &[T], y: &[T]| -> Vec<f64> { x.iter().zip(y).map(|(&p, &q)| p.as_f64() * q.as_f64()).collect() };
+        let c_f = f64s(step.c_prev, step.block(D + F));
+        let c_i = f64s(step.block(G), step.block(D + I));
+        let c_g = f64s(step.block(I), step.block(D + G));
+        for (out, w) in stacked.as_mut_slice().chunks_exact_mut(2 * n).zip(w_hh.as_slice().chunks_exact(4 * n)) {
+            let (u_o, a) = out.split_at_mut(n);
+            let u = |gate: usize| &w[gate * n..(gate + 1) * n];
+            for (o, &v) in u_o.iter_mut().zip(u(O)) {
+                *o = v.as_f64();
+            }
+            for (k, a) in a.iter_mut().enumerate() {
+                *a = c_f[k] * u(F)[k].as_f64() + c_i[k] * u(I)[k].as_f64() + c_g[k] * u(G)[k].as_f64();
+            }
+        }
+        let beta = f64s(step.block(TC), step.block(D + O));
+        let e = f64s(step.block(O), step.block(DTC));
+        (beta, e, step.block(F).iter().map(|v| v.as_f64()).collect())
     }
 
     /// D_t = o_t ⊙ tanh'(c_t) = ∂h_t/∂c_t (diagonal) with o_t held fixed.

@@ -129,9 +129,10 @@ pub trait Cell: Send + Sync + 'static {
 pub(crate) fn add_scaled_rows<T: Scalar>(mut j: DMatrixViewMut<'_, T>, coef: &[T], w_hh: &DMatrix<T>, gate: usize) {
     let h = coef.len();
     let u: DMatrixView<'_, T> = w_hh.rows(gate * h, h);
-    for col in 0..u.ncols() {
-        for (i, &a) in coef.iter().enumerate() {
-            j[(i, col)] += a * u[(i, col)];
+    for c in 0..u.ncols() {
+        let (mut out, col) = (j.column_mut(c), u.column(c));
+        for ((o, &a), &w) in out.as_mut_slice().iter_mut().zip(coef).zip(col.as_slice()) {
+            *o += a * w;
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::cell::{CellKind, Lstm};
 use crate::linalg::{Op, gemm};
 use crate::params::Params;
 use crate::scalar::Scalar;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use serde::Serialize;
 
 /// One norm of one Jacobian product: a row of `probe.csv`. Norms past f64's range are 0 or inf;
@@ -59,26 +59,6 @@ pub struct LyapunovRow {
     pub layer: usize,
 }
 
-/// A matrix kept as exp(log_scale)·m with max |m| = 1 (or m = 0).
-struct Scaled {
-    m: DMatrix<f64>,
-    log_scale: f64,
-}
-
-impl Scaled {
-    fn identity(n: usize) -> Self {
-        Scaled { m: DMatrix::identity(n, n), log_scale: 0.0 }
-    }
-
-    fn rescale(&mut self) {
-        let s = self.m.amax();
-        if s > 0.0 && s.is_finite() {
-            self.m /= s;
-            self.log_scale += s.ln();
-        }
-    }
-}
-
 /// Warm-start state for the spectral norm of one quantity across steps.
 type Warm = Option<DMatrix<f64>>;
 
@@ -94,9 +74,10 @@ struct At {
 
 impl At {
     /// Norms of `exp(log_scale)·m` as a row (the log columns computed from the scaled matrix).
-    fn row(self, quantity: &'static str, m: &DMatrix<f64>, log_scale: f64, warm: &mut Warm) -> FlowRow {
-        let log_spec = log_scale + norms::spectral(m, warm).ln();
-        let log_frob = log_scale + norms::frobenius(m).ln();
+    fn row(self, quantity: &'static str, m: DMatrixView<'_, f64>, log_scale: f64, warm: &mut Warm) -> FlowRow {
+        let (amax, frobenius) = norms::amax_frobenius(m);
+        let log_spec = log_scale + norms::spectral(m, amax, warm).ln();
+        let log_frob = log_scale + frobenius.ln();
         FlowRow {
             cell: self.cell.name(),
             batch: self.batch,
@@ -122,6 +103,10 @@ pub const QUANTITIES: [&str; 4] = ["dh", "dc", "dstate", "dc_total"];
 /// Norms of ∂h_T/∂h_s for s = 0..=T (`dh`), and for the LSTM also `dc`, `dstate` and `dc_total`
 /// (s ≥ 1), ordered by step then quantity; only the quantities named in `which` (LSTM-only ones
 /// are skipped for other cells).
+///
+/// Each step computes the norms of P_s alongside P_{s-1} = P_s J_s (`rayon::join`, with the
+/// product's GEMM split by rows), so with two rayon threads both cores share the work; the rows
+/// are the same on any number of threads.
 pub fn jacobian_flow<T: Scalar>(
     params: &Params<T>,
     tape: &Tape<T>,
@@ -129,86 +114,145 @@ pub fn jacobian_flow<T: Scalar>(
     b: usize,
     which: &[&str],
 ) -> Vec<FlowRow> {
-    let want = |q: &str| which.contains(&q);
-    let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
-    let lstm = kind == CellKind::Lstm;
-    let n = if lstm { 2 * h } else { h };
-    let mut p = Scaled::identity(n);
-    let mut tmp = DMatrix::zeros(n, n);
-    let mut left = DMatrix::zeros(n, n); // LSTM workspace: [P_h diag(β) | Q]
-    let mut warm: [Warm; 4] = Default::default();
-    let mut per_step: Vec<Vec<FlowRow>> = Vec::with_capacity(steps + 1);
-    for s in (0..=steps).rev() {
-        if s < steps {
-            if lstm {
-                lstm_left_mul(
-                    &p.m,
-                    &tape.step(layer, s + 1, b),
-                    &params.layers()[layer].weight_hh,
-                    &mut left,
-                    &mut tmp,
-                );
-            } else {
-                let j = jacobian_f64(params, tape, layer, s + 1, b);
-                gemm(1.0, p.m.as_view(), Op::N, j.as_view(), Op::N, 0.0, tmp.as_view_mut());
-            }
-            std::mem::swap(&mut p.m, &mut tmp);
-            p.rescale();
-        }
-        let at = At { cell: kind, layer, batch: b, step: s, steps };
-        let row = |q, m: &DMatrix<f64>, w: &mut Warm| at.row(q, m, p.log_scale, w);
-        let [w_h, w_c, w_s, w_t] = &mut warm;
-        let mut rows = Vec::with_capacity(4);
-        if want("dh") {
-            rows.push(row("dh", &p.m.view((0, 0), (h, h)).into_owned(), w_h));
-        }
-        if lstm {
-            let p_cc = p.m.view((h, h), (h, h)).into_owned();
-            if want("dc") {
-                rows.push(row("dc", &p_cc, w_c));
-            }
-            if want("dstate") {
-                rows.push(row("dstate", &p.m, w_s));
-            }
-            if s >= 1 && want("dc_total") {
-                // dc_total = P_ch·diag(D_s) + P_cc: c_s moves h_s = o_s ⊙ tanh(c_s) with it.
-                let d: Vec<f64> = Lstm::dh_dc(&tape.step(layer, s, b)).iter().map(|v| v.as_f64()).collect();
-                let mut total = p.m.view((h, 0), (h, h)).into_owned();
-                for (mut col, &dj) in total.column_iter_mut().zip(&d) {
-                    col *= dj;
-                }
-                total += p_cc;
-                rows.push(row("dc_total", &total, w_t));
+    // On a worker thread of the pool (`scope` moves there), each join below is a cheap push.
+    rayon::scope(|_| {
+        let n = tape.state_size();
+        let (mut p, mut log_scale, mut next) = (DMatrix::identity(n, n), 0.0, DMatrix::zeros(n, n));
+        let mut stepper = Stepper::new(params, tape, layer, b);
+        let mut warm: [Warm; 4] = Default::default();
+        let mut per_step: Vec<Vec<FlowRow>> = Vec::with_capacity(tape.steps + 1);
+        for s in (0..=tape.steps).rev() {
+            let (rows, next_log_scale) = rayon::join(
+                || flow_rows(tape, (layer, b, s), which, &p, log_scale, &mut warm),
+                || (s > 0).then(|| stepper.preceding(s, &p, log_scale, &mut next)),
+            );
+            per_step.push(rows);
+            if let Some(l) = next_log_scale {
+                std::mem::swap(&mut p, &mut next);
+                log_scale = l;
             }
         }
-        per_step.push(rows);
-    }
-    per_step.into_iter().rev().flatten().collect()
+        per_step.into_iter().rev().flatten().collect()
+    })
 }
 
-/// `out = P·J_t` for an LSTM step without forming J_t (half the flops of the dense product):
-/// with Q = P_h diag(E) + P_c, P·J = [[P_h diag(β) | Q]·[U_o; A], Q diag(f)]
-/// (factors of [`Lstm::jacobian_factors`]). `left` is an n × 2H workspace.
+/// Steps the product P_s = exp(log_scale)·m back by P_{s-1} = P_s J_s, in its own buffers. Each
+/// step folds 1/max|m| into the product as the GEMM's alpha, so m stays near unit size.
+struct Stepper<'a, T: Scalar> {
+    params: &'a Params<T>,
+    tape: &'a Tape<T>,
+    layer: usize,
+    batch: usize,
+    /// J_s, or the LSTM's left factor [P_h diag(β) | Q].
+    work: DMatrix<f64>,
+    /// The LSTM's [U_o; A].
+    stacked: DMatrix<f64>,
+}
+
+impl<'a, T: Scalar> Stepper<'a, T> {
+    fn new(params: &'a Params<T>, tape: &'a Tape<T>, layer: usize, batch: usize) -> Self {
+        let n = tape.state_size();
+        let stacked = if tape.kind == CellKind::Lstm { DMatrix::zeros(n, tape.hidden) } else { DMatrix::zeros(0, 0) };
+        Stepper { params, tape, layer, batch, work: DMatrix::zeros(n, n), stacked }
+    }
+
+    /// Writes m' of P_{s-1} = exp(log_scale')·m' into `next` (s ≥ 1) and returns log_scale'.
+    fn preceding(&mut self, s: usize, m: &DMatrix<f64>, log_scale: f64, next: &mut DMatrix<f64>) -> f64 {
+        let (tape, n) = (self.tape, m.nrows());
+        let scale = norms::amax(m.as_view());
+        let (alpha, log_scale) =
+            if scale > 0.0 && scale.is_finite() { (1.0 / scale, log_scale + scale.ln()) } else { (1.0, log_scale) };
+        let (step, w_hh) = (tape.step(self.layer, s, self.batch), &self.params.layers()[self.layer].weight_hh);
+        let work = &mut self.work;
+        match tape.kind {
+            CellKind::Lstm => lstm_left_mul(alpha, m, &step, w_hh, (work, &mut self.stacked), next),
+            kind => {
+                if kind == CellKind::Rnn {
+                    // J = diag(tanh'(a))·W_hh, formed in place.
+                    let d = step.block(0);
+                    for (out, w) in work.as_mut_slice().chunks_exact_mut(n).zip(w_hh.as_slice().chunks_exact(n)) {
+                        for ((o, &di), &wi) in out.iter_mut().zip(d).zip(w) {
+                            *o = (di * wi).as_f64();
+                        }
+                    }
+                } else {
+                    work.zip_apply(&step_jacobian(self.params, tape, self.layer, s, self.batch), |w, v| {
+                        *w = v.as_f64()
+                    });
+                }
+                gemm(alpha, m.as_view(), Op::N, work.as_view(), Op::N, 0.0, next.as_view_mut());
+            }
+        }
+        log_scale
+    }
+}
+
+/// The rows of step s (`at` = (layer, b, s)) from P_s = exp(log_scale)·m.
+fn flow_rows<T: Scalar>(
+    tape: &Tape<T>,
+    (layer, b, s): (usize, usize, usize),
+    which: &[&str],
+    m: &DMatrix<f64>,
+    log_scale: f64,
+    [w_h, w_c, w_s, w_t]: &mut [Warm; 4],
+) -> Vec<FlowRow> {
+    let want = |q: &str| which.contains(&q);
+    let (h, kind) = (tape.hidden, tape.kind);
+    let at = At { cell: kind, layer, batch: b, step: s, steps: tape.steps };
+    let mut rows = Vec::with_capacity(4);
+    if want("dh") {
+        rows.push(at.row("dh", m.view((0, 0), (h, h)), log_scale, w_h));
+    }
+    if kind == CellKind::Lstm {
+        if want("dc") {
+            rows.push(at.row("dc", m.view((h, h), (h, h)), log_scale, w_c));
+        }
+        if want("dstate") {
+            rows.push(at.row("dstate", m.as_view(), log_scale, w_s));
+        }
+        if s >= 1 && want("dc_total") {
+            // dc_total = P_ch·diag(D_s) + P_cc: c_s moves h_s = o_s ⊙ tanh(c_s) with it.
+            let d = Lstm::dh_dc(&tape.step(layer, s, b));
+            let total = DMatrix::from_fn(h, h, |i, j| m[(h + i, j)] * d[j].as_f64() + m[(h + i, h + j)]);
+            rows.push(at.row("dc_total", total.as_view(), log_scale, w_t));
+        }
+    }
+    rows
+}
+
+/// `out = alpha·P·J_t` for an LSTM step without forming J_t (half the flops of the dense
+/// product): with Q = P_h diag(E) + P_c, P·J = [[P_h diag(β) | Q]·[U_o; A], Q diag(f)]
+/// (factors of [`Lstm::jacobian_factors`]). `left` (n × 2H) and `stacked` (2H × H) are workspaces.
 fn lstm_left_mul<T: Scalar>(
+    alpha: f64,
     p: &DMatrix<f64>,
     step: &crate::cell::StepRef<T>,
     w_hh: &DMatrix<T>,
-    left: &mut DMatrix<f64>,
+    (left, stacked): (&mut DMatrix<f64>, &mut DMatrix<f64>),
     out: &mut DMatrix<f64>,
 ) {
-    let h = step.hidden;
-    let (stacked, beta, e, f) = Lstm::jacobian_factors(step, w_hh);
-    let stacked = stacked.map(|v| v.as_f64());
+    let (n, h) = (p.nrows(), step.hidden);
+    let (beta, e, f) = Lstm::jacobian_factors(step, w_hh, stacked);
+    let (p_h, p_c) = p.as_slice().split_at(n * h);
+    let (l_h, l_q) = left.as_mut_slice().split_at_mut(n * h);
     for j in 0..h {
-        let (b, ej) = (beta[j].as_f64(), e[j].as_f64());
-        let (ph, pc) = (p.column(j), p.column(h + j));
-        left.column_mut(j).zip_apply(&ph, |l, x| *l = x * b);
-        left.column_mut(h + j).zip_zip_apply(&ph, &pc, |l, x, y| *l = x * ej + y);
+        let (b, ej) = (alpha * beta[j], alpha * e[j]);
+        let cols = j * n..(j + 1) * n;
+        let (ph, pc) = (&p_h[cols.clone()], &p_c[cols.clone()]);
+        for (l, &x) in l_h[cols.clone()].iter_mut().zip(ph) {
+            *l = x * b;
+        }
+        for ((l, &x), &y) in l_q[cols].iter_mut().zip(ph).zip(pc) {
+            *l = x * ej + alpha * y;
+        }
     }
     gemm(1.0, left.as_view(), Op::N, stacked.as_view(), Op::N, 0.0, out.columns_mut(0, h));
-    for (j, fj) in f.iter().enumerate() {
-        let fj = fj.as_f64();
-        out.column_mut(h + j).zip_apply(&left.column(h + j), |o, q| *o = q * fj);
+    let (_, out_c) = out.as_mut_slice().split_at_mut(n * h);
+    let (_, l_q) = left.as_slice().split_at(n * h);
+    for ((o, q), &fj) in out_c.chunks_exact_mut(n).zip(l_q.chunks_exact(n)).zip(&f) {
+        for (o, &q) in o.iter_mut().zip(q) {
+            *o = q * fj;
+        }
     }
 }
 
@@ -217,8 +261,7 @@ fn lstm_left_mul<T: Scalar>(
 /// `err`; both norm columns hold the vector's 2-norm.
 pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize, g: &[f64]) -> Vec<FlowRow> {
     let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
-    let n = if kind.has_cell_state() { 2 * h } else { h };
-    let mut v = DVector::zeros(n);
+    let mut v = DVector::zeros(tape.state_size());
     v.rows_mut(0, h).copy_from_slice(g);
     let mut log_scale = 0.0;
     let mut rows = Vec::with_capacity(steps + 1);
@@ -232,7 +275,7 @@ pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize,
             }
         }
         let hv = DMatrix::from_column_slice(h, 1, v.rows(0, h).as_slice());
-        rows.push(At { cell: kind, layer, batch: b, step: s, steps }.row("err", &hv, log_scale, &mut None));
+        rows.push(At { cell: kind, layer, batch: b, step: s, steps }.row("err", hv.as_view(), log_scale, &mut None));
     }
     rows.reverse();
     rows
@@ -248,7 +291,7 @@ pub fn lyapunov<T: Scalar>(
     b: usize,
     count: Option<usize>,
 ) -> Vec<f64> {
-    let n = if tape.kind.has_cell_state() { 2 * tape.hidden } else { tape.hidden };
+    let n = tape.state_size();
     let k = count.unwrap_or(n).min(n);
     let mut q = DMatrix::<f64>::identity(n, k);
     let mut sums = vec![0.0; k];
@@ -287,18 +330,43 @@ pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: 
         let sum = &f + &non_f;
         let terms = [("F", &f), ("Tf", &tf), ("Ti", &ti), ("Tg", &tg), ("nonF", &non_f), ("sum", &sum)];
         for ((term, m), w) in terms.into_iter().zip(warm.iter_mut()) {
+            let (amax, frobenius_norm) = norms::amax_frobenius(m.as_view());
             // F is diagonal: its spectral norm is its largest |entry|.
-            let spectral_norm = if term == "F" { m.diagonal().amax() } else { norms::spectral(m, w) };
+            let spectral_norm = if term == "F" { amax } else { norms::spectral(m.as_view(), amax, w) };
             rows.push(DecompRow {
                 batch: b,
                 step: t,
                 term,
                 spectral_norm,
-                frobenius_norm: norms::frobenius(m),
+                frobenius_norm,
                 mean_abs_diag: m.diagonal().abs().mean(),
                 layer,
             });
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bptt::{Inputs, forward};
+    use crate::init::InitSpec;
+    use rand::SeedableRng;
+
+    #[test]
+    fn flow_rows_are_the_same_on_one_thread_and_two() {
+        for kind in CellKind::ALL {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let params = InitSpec::default().build(kind, 1, 5, 70, &mut rng);
+            let x = DMatrix::from_fn(5, 40, |i, j| ((i * 3 + j) as f64 * 0.7).sin());
+            let tape = forward(&params, &Inputs::with_zero_state(&params, x, 20, 2));
+            let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let one = pool(1).install(|| jacobian_flow(&params, &tape, 0, 1, &QUANTITIES));
+            let two = pool(2).install(|| jacobian_flow(&params, &tape, 0, 1, &QUANTITIES));
+            assert_eq!(one.len(), if kind == CellKind::Lstm { 21 * 3 + 20 } else { 21 });
+            assert_eq!(one, two, "{kind}");
+            assert!(one.iter().all(|r| r.spectral_norm.is_finite() && r.spectral_norm > 0.0));
+        }
+    }
 }

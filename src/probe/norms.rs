@@ -2,12 +2,12 @@
 //! warm-started block power iteration with an a-posteriori error bound, falling back to a full SVD.
 
 use crate::linalg::{Op, gemm};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView};
 
 /// Matrices up to this size go straight to the SVD.
 const SVD_MAX_DIM: usize = 48;
 /// Block iteration stops when the residual bounds the relative error of σ² by this.
-const RESIDUAL_TOL: f64 = 1e-13;
+const RESIDUAL_TOL: f64 = 1e-10;
 /// Vectors in the block.
 const BLOCK: usize = 8;
 /// Block iterations cost ~4·r·c·BLOCK flops, an SVD ~c·n³: past about min(r, c)/8 iterations
@@ -16,16 +16,71 @@ fn max_block_iterations(r: usize, c: usize) -> usize {
     (r.min(c) / 8).max(4)
 }
 
-/// Frobenius norm, computed with scaling so it neither overflows nor underflows.
-pub fn frobenius(m: &DMatrix<f64>) -> f64 {
-    let scale = m.amax();
-    if scale == 0.0 || !scale.is_finite() {
-        return scale;
-    }
-    scale * m.iter().map(|v| (v / scale) * (v / scale)).sum::<f64>().sqrt()
+/// The columns of a view as slices (contiguous when the row stride is 1, as for every block of
+/// a column-major matrix).
+fn columns<'a>(m: &'a DMatrixView<'_, f64>) -> impl Iterator<Item = &'a [f64]> + 'a {
+    let (rows, (rs, cs)) = (m.nrows(), m.strides());
+    assert_eq!(rs, 1, "norms of row-strided views");
+    // SAFETY: with row stride 1, column j is the `rows` values from `ptr + j·cs`, inside the view.
+    (0..m.ncols()).map(move |j| unsafe { std::slice::from_raw_parts(m.as_ptr().add(j * cs), rows) })
 }
 
-/// Largest singular value of `m`. `warm` carries an estimate of the leading left singular
+/// Largest |entry| (NaN if any entry is NaN).
+pub fn amax(m: DMatrixView<'_, f64>) -> f64 {
+    // Eight lanes each of the running max and of Σ v·0, which turns NaN on any NaN or ±inf.
+    let (mut acc, mut poison) = ([0.0f64; 8], [0.0f64; 8]);
+    for col in columns(&m) {
+        let chunks = col.chunks_exact(8);
+        for (k, &v) in chunks.remainder().iter().enumerate() {
+            acc[k] = acc[k].max(v.abs());
+            poison[k] += v * 0.0;
+        }
+        for c in chunks {
+            for k in 0..8 {
+                acc[k] = acc[k].max(c[k].abs());
+                poison[k] += c[k] * 0.0;
+            }
+        }
+    }
+    let max = acc.into_iter().fold(0.0, f64::max);
+    let non_finite = poison.iter().any(|p| p.is_nan());
+    if non_finite && columns(&m).flatten().any(|v| v.is_nan()) { f64::NAN } else { max }
+}
+
+/// Largest |entry| and the Frobenius norm, in one pass unless max|entry| lies where squares
+/// overflow or lose precision to underflow (then a second, rescaled pass).
+pub fn amax_frobenius(m: DMatrixView<'_, f64>) -> (f64, f64) {
+    let (mut max, mut sum) = ([0.0f64; 8], [0.0f64; 8]);
+    for col in columns(&m) {
+        let chunks = col.chunks_exact(8);
+        for (k, &v) in chunks.remainder().iter().enumerate() {
+            (max[k], sum[k]) = (max[k].max(v.abs()), sum[k] + v * v);
+        }
+        for c in chunks {
+            for k in 0..8 {
+                (max[k], sum[k]) = (max[k].max(c[k].abs()), sum[k] + c[k] * c[k]);
+            }
+        }
+    }
+    let scale = max.into_iter().fold(0.0, f64::max);
+    let total: f64 = sum.iter().sum();
+    if total.is_nan() {
+        return (f64::NAN, f64::NAN);
+    }
+    if scale == 0.0 || !scale.is_finite() {
+        return (scale, scale);
+    }
+    if (1e-100..=1e100).contains(&scale) {
+        return (scale, total.sqrt());
+    }
+    let mut rescaled = 0.0;
+    for col in columns(&m) {
+        rescaled += col.iter().map(|v| (v / scale) * (v / scale)).sum::<f64>();
+    }
+    (scale, scale * rescaled.sqrt())
+}
+
+/// Largest singular value of `m`, given `scale` = max|entry| ([`amax`]). `warm` carries an estimate of the leading left singular
 /// subspace between calls on slowly changing matrices (e.g. P_s = P_{s+1} J_{s+1}, whose left
 /// factor persists).
 ///
@@ -33,30 +88,29 @@ pub fn frobenius(m: &DMatrix<f64>) -> f64 {
 /// a few vectors (convergence rate (σ_{k+1}/σ_1)² rather than (σ_2/σ_1)²): it stops once the top
 /// Ritz pair's residual ‖m mᵀ x - θ x‖ ≤ 1e-13·θ, which bounds the distance from θ to an
 /// eigenvalue of m mᵀ by the same relative amount; without convergence it falls back to the SVD.
-pub fn spectral(m: &DMatrix<f64>, warm: &mut Option<DMatrix<f64>>) -> f64 {
+pub fn spectral(m: DMatrixView<'_, f64>, scale: f64, warm: &mut Option<DMatrix<f64>>) -> f64 {
     let (r, c) = m.shape();
     if r.min(c) == 0 {
         return 0.0;
     }
-    if r.max(c) <= SVD_MAX_DIM {
-        return svd_max(m);
-    }
-    let scale = m.amax();
     if scale == 0.0 || !scale.is_finite() {
         return scale;
     }
-    let a = m / scale;
+    if r.max(c) <= SVD_MAX_DIM {
+        return scale * svd_max(m, scale);
+    }
     let k = BLOCK.min(r).min(c);
     let mut u = match warm.take() {
         Some(u) if u.shape() == (r, k) => u,
         _ => DMatrix::from_fn(r, k, |i, j| ((i as f64 + 1.0) * (j as f64 + 1.0) * 0.754_877_666_2).sin()),
     };
-    u = u.qr().q();
+    orthonormalize(&mut u);
     let mut w = DMatrix::zeros(c, k);
     let mut z = DMatrix::zeros(r, k);
     for _ in 0..max_block_iterations(r, c) {
-        gemm(1.0, a.as_view(), Op::T, u.as_view(), Op::N, 0.0, w.as_view_mut());
-        gemm(1.0, a.as_view(), Op::N, w.as_view(), Op::N, 0.0, z.as_view_mut());
+        // z = a·aᵀ·u with a = m / scale.
+        gemm(1.0 / scale, m, Op::T, u.as_view(), Op::N, 0.0, w.as_view_mut());
+        gemm(1.0 / scale, m, Op::N, w.as_view(), Op::N, 0.0, z.as_view_mut());
         let h = u.tr_mul(&z);
         let eig = ((&h + h.transpose()) * 0.5).symmetric_eigen();
         let mut order: Vec<usize> = (0..k).collect();
@@ -65,29 +119,79 @@ pub fn spectral(m: &DMatrix<f64>, warm: &mut Option<DMatrix<f64>>) -> f64 {
         let theta = eig.eigenvalues[order[0]];
         let zy = &z * &y;
         let residual = (zy.column(0) - (&u * y.column(0)) * theta).norm();
-        u = zy.qr().q();
+        u = zy;
+        orthonormalize(&mut u);
         if theta > 0.0 && residual <= RESIDUAL_TOL * theta {
             *warm = Some(u);
             return scale * theta.sqrt();
         }
     }
-    scale * svd_max(&a)
+    // Not converged: the block is still the best start for the next, similar matrix.
+    *warm = Some(u);
+    scale * svd_max(m, scale)
 }
 
-fn svd_max(m: &DMatrix<f64>) -> f64 {
-    m.clone().singular_values().max()
+/// Makes the columns of `u` orthonormal by classical Gram–Schmidt applied twice (orthogonal
+/// to round-off); a column (nearly) in the span of the earlier ones is replaced by a unit vector.
+fn orthonormalize(u: &mut DMatrix<f64>) {
+    let (n, k) = u.shape();
+    for j in 0..k {
+        let mut e = 0;
+        loop {
+            let before = u.column(j).norm();
+            for _ in 0..2 {
+                for i in 0..j {
+                    let d = u.column(i).dot(&u.column(j));
+                    let (done, mut rest) = u.columns_range_pair_mut(i, j);
+                    rest.axpy(-d, &done, 1.0);
+                }
+            }
+            let norm = u.column(j).norm();
+            if norm > 1e-8 * before || e == n {
+                u.column_mut(j).unscale_mut(norm);
+                break;
+            }
+            // Rank-deficient block: restart the column from the next unit vector.
+            u.column_mut(j).fill(0.0);
+            u[(e, j)] = 1.0;
+            e += 1;
+        }
+    }
+}
+
+/// Largest singular value of m / scale.
+fn svd_max(m: DMatrixView<'_, f64>, scale: f64) -> f64 {
+    (m / scale).singular_values().max()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn spec(m: &DMatrix<f64>, warm: &mut Option<DMatrix<f64>>) -> f64 {
+        spectral(m.as_view(), amax(m.as_view()), warm)
+    }
+
+    #[test]
+    fn amax_and_frobenius_agree_with_nalgebra_and_flag_nan() {
+        let m = DMatrix::from_fn(13, 7, |i, j| ((i * 5 + j * 3) as f64 * 0.41).sin() * 10f64.powi(i as i32 - 6));
+        let (max, frob) = amax_frobenius(m.as_view());
+        assert_eq!(max, m.amax());
+        assert_eq!(amax(m.view((2, 1), (9, 5))), m.view((2, 1), (9, 5)).amax());
+        assert!((frob / m.norm() - 1.0).abs() < 1e-15);
+        let mut bad = m.clone();
+        bad[(4, 6)] = f64::NAN;
+        assert!(amax(bad.as_view()).is_nan() && amax_frobenius(bad.as_view()).1.is_nan());
+        bad[(4, 6)] = f64::NEG_INFINITY;
+        assert_eq!(amax(bad.as_view()), f64::INFINITY);
+    }
+
     #[test]
     fn frobenius_survives_extreme_scales() {
         let m = DMatrix::from_element(3, 3, 1e-200);
-        assert!((frobenius(&m) / 3e-200 - 1.0).abs() < 1e-15);
+        assert!((amax_frobenius(m.as_view()).1 / 3e-200 - 1.0).abs() < 1e-15);
         let m = DMatrix::from_element(2, 2, 1e200);
-        assert!((frobenius(&m) / 2e200 - 1.0).abs() < 1e-15);
+        assert!((amax_frobenius(m.as_view()).1 / 2e200 - 1.0).abs() < 1e-15);
     }
 
     #[test]
@@ -98,18 +202,18 @@ mod tests {
         let sv = nalgebra::DVector::from_fn(100, |i, _| if i == 0 { 2.0 } else { 1.2 / (1.0 + i as f64) });
         let m = &q1 * DMatrix::from_diagonal(&sv) * q2.transpose();
         let mut warm = None;
-        assert!((spectral(&m, &mut warm) - 2.0).abs() < 1e-12);
+        assert!((spec(&m, &mut warm) - 2.0).abs() < 1e-12);
         assert!(warm.is_some(), "converged without the SVD fallback");
         // Warm-started on a slightly changed matrix, it converges to the new value.
         let m2 = &m * 0.9 + DMatrix::from_fn(100, 100, |i, j| 1e-3 * ((i + j) as f64).cos());
         let exact2 = m2.clone().singular_values().max();
-        assert!(((spectral(&m2, &mut warm) - exact2) / exact2).abs() < 1e-12);
+        assert!(((spec(&m2, &mut warm) - exact2) / exact2).abs() < 1e-12);
         // Any matrix, converged or not, gets the SVD's value.
         let m3 = DMatrix::from_fn(80, 80, |i, j| {
             ((i * 31 + j * 17) as f64 * 0.37).sin() / (1.0 + (i as f64 - j as f64).abs())
         });
         let exact3 = m3.clone().singular_values().max();
-        assert!(((spectral(&m3, &mut None) - exact3) / exact3).abs() < 1e-12);
+        assert!(((spec(&m3, &mut None) - exact3) / exact3).abs() < 1e-12);
     }
 
     #[test]
@@ -121,13 +225,13 @@ mod tests {
             (0..100).map(|i| [1.0, 1.0 - 1e-6, 0.99].get(i).copied().unwrap_or(0.9 / (1.0 + i as f64))).collect();
         let m = &q1 * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(sv)) * q2.transpose() * 3.0;
         let mut warm = None;
-        assert!((spectral(&m, &mut warm) / 3.0 - 1.0).abs() < 1e-12);
+        assert!((spec(&m, &mut warm) / 3.0 - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn repeated_top_singular_values_are_exact() {
         // An orthogonal matrix times 0.5: every singular value is 0.5, power iteration is instant.
         let q = DMatrix::from_fn(60, 60, |i, j| if (i + 1) % 60 == j { 0.5 } else { 0.0 });
-        assert!((spectral(&q, &mut None) - 0.5).abs() < 1e-15);
+        assert!((spec(&q, &mut None) - 0.5).abs() < 1e-15);
     }
 }
