@@ -1,5 +1,6 @@
-//! Throughput benchmarks: forward and forward+backward for every cell in f32 and f64 over the
-//! shapes PyTorch is compared on (T = 100), and the gradient-flow probe at H = 256, T = 500.
+//! Throughput benchmarks: the machine's GEMM peak (one core), forward and forward+backward for
+//! every cell in f32 and f64 over the shapes PyTorch is compared on (T = 100), and the
+//! gradient-flow probe at H = 256, T = 500.
 //! One axis per group (the shape); throughput is T·B sequence steps per second.
 //!
 //! `cargo bench` runs everything (~10 minutes on 2 cores). `GRADLAB_BENCH_SHAPES=small` keeps
@@ -9,6 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use gradlab::bptt::{Inputs, backward, forward};
 use gradlab::cell::CellKind;
 use gradlab::init::InitSpec;
+use gradlab::linalg::{Op, gemm};
 use gradlab::params::Params;
 use gradlab::probe::jacobian_flow;
 use gradlab::scalar::Scalar;
@@ -84,10 +86,31 @@ fn probe(c: &mut Criterion) {
     group.finish();
 }
 
+/// The practical GEMM peak of one core: a square product through the kernel every bench uses
+/// (`linalg::gemm`, called off the rayon pool, so on one thread). Throughput counts flops.
+fn gemm_peak(c: &mut Criterion) {
+    let n = if std::env::var("GRADLAB_BENCH_SHAPES").as_deref() == Ok("small") { 256 } else { 1024 };
+    let mut group = c.benchmark_group("gemm");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
+    group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+    bench_gemm::<f32>(&mut group, n);
+    bench_gemm::<f64>(&mut group, n);
+    group.finish();
+}
+
+fn bench_gemm<T: Scalar>(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, n: usize) {
+    let a = DMatrix::from_fn(n, n, |i, j| T::of(((i * 7 + j * 3) % 11) as f64 * 0.1));
+    let b = DMatrix::from_fn(n, n, |i, j| T::of(((i * 5 + j) % 13) as f64 * 0.1));
+    let mut out = DMatrix::zeros(n, n);
+    group.bench_function(BenchmarkId::from_parameter(format!("{}_N{n}", T::NAME)), |bench| {
+        bench.iter(|| gemm(T::one(), a.as_view(), Op::N, b.as_view(), Op::N, T::zero(), out.as_view_mut()))
+    });
+}
+
 criterion_group! {
     name = benches;
     // No HTML plots: criterion's plotters charts would need system fonts.
     config = Criterion::default().without_plots();
-    targets = cells, probe
+    targets = gemm_peak, cells, probe
 }
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 """Prints the gradlab/PyTorch table: reads criterion's medians from target/criterion and the
 CSV written by pytorch_rnn.py, and reports per benchmark both medians, the speed-up
 (PyTorch time / gradlab time) and, for forward+backward, GFLOP/s by the issue's count
-(2*B*G*H*(I+H) flops per step forward, twice that backward).
+(2*B*G*H*(I+H) flops per step forward, twice that backward) with its fraction of the machine's
+one-core GEMM peak (criterion group `gemm`).
 
 Usage: python3 benches/peers/compare.py pytorch.csv [target/criterion] > table.md
 """
@@ -32,11 +33,25 @@ def gflops(bench, ident, seconds):
     return total / seconds / 1e9
 
 
+def gemm_peaks(root):
+    """GFLOP/s of the one-core square GEMM bench per dtype (criterion group `gemm`)."""
+    peaks = {}
+    for path in Path(root, "gemm").glob("*/new/estimates.json"):
+        dtype, size = path.parts[-3].split("_N")
+        seconds = json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
+        peaks[dtype] = 2 * int(size) ** 3 / seconds / 1e9
+    return peaks
+
+
 def main():
     torch_csv = sys.argv[1]
     root = sys.argv[2] if len(sys.argv) > 2 else "target/criterion"
-    print("| bench | shape | gradlab | PyTorch | speed-up | gradlab GFLOP/s |")
-    print("|---|---|---:|---:|---:|---:|")
+    peaks = gemm_peaks(root)
+    for dtype, peak in sorted(peaks.items()):
+        print(f"GEMM peak (one core, square), {dtype}: {peak:.1f} GFLOP/s  ")
+    print()
+    print("| bench | shape | gradlab | PyTorch | speed-up | gradlab GFLOP/s | of GEMM peak |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     with open(torch_csv) as f:
         for row in csv.DictReader(line for line in f if not line.startswith("#")):
             ours = criterion_median(root, row["bench"], row["id"])
@@ -45,7 +60,9 @@ def main():
                 continue
             g = gflops(row["bench"], row["id"], ours)
             gtxt = f"{g:.1f}" if g is not None else ""
-            print(f"| {row['bench']} | {row['id']} | {ours * 1e3:.3f} ms | {theirs * 1e3:.3f} ms | {theirs / ours:.2f}× | {gtxt} |")
+            peak = peaks.get(row["bench"].split("/")[1]) if g is not None else None
+            ptxt = f"{100 * g / peak:.0f}%" if peak else ""
+            print(f"| {row['bench']} | {row['id']} | {ours * 1e3:.3f} ms | {theirs * 1e3:.3f} ms | {theirs / ours:.2f}× | {gtxt} | {ptxt} |")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 """Times PyTorch on the shapes of gradlab's criterion benches, the same way: one thread,
 T = 100, forward and forward+backward (loss = sum of outputs, gradients for weights and x),
 median over repetitions, per call. Also times the "obvious" PyTorch probe of ||dh_T/dh_s||
-(spectral and Frobenius, every s) at H = 256, T = 500 in f64.
+(spectral and Frobenius, every s) at H = 256, T = 500 in f64, on all cores (gradlab's probe
+uses both).
 
 Usage: python3 benches/peers/pytorch_rnn.py [--quick] > pytorch.csv
 Columns: bench,id,median_seconds,elements (elements = T*B, as criterion's throughput).
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -126,6 +128,8 @@ def main():
     shapes = [SHAPES[0], SHAPES[2]] if args.quick else SHAPES
     bench_cells(shapes, sys.stdout)
     if not args.quick:
+        # The probe peer may use every core, as gradlab's probe does.
+        torch.set_num_threads(os.cpu_count())
         bench_probes(sys.stdout)
 
 
