@@ -128,10 +128,20 @@ pub struct Grads<T: Scalar> {
 
 /// Runs the network forward over the batch and keeps the tape.
 pub fn forward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
+    let mut tape =
+        Tape { kind: params.kind(), steps: 0, batch: 0, hidden: 0, layers: Vec::new(), y: DMatrix::zeros(0, 0) };
+    forward_into(params, inputs, &mut tape);
+    tape
+}
+
+/// [`forward`] into an existing tape, reusing its buffers where their shapes fit (as after an
+/// earlier pass of the same shapes): repeated passes then neither allocate nor touch fresh
+/// memory. Every value of the result is written by this pass.
+pub fn forward_into<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &mut Tape<T>) {
     match params.kind() {
-        CellKind::Rnn => forward_cell::<Rnn, T>(params, inputs),
-        CellKind::Lstm => forward_cell::<Lstm, T>(params, inputs),
-        CellKind::Gru => forward_cell::<Gru, T>(params, inputs),
+        CellKind::Rnn => forward_cell::<Rnn, T>(params, inputs, tape),
+        CellKind::Lstm => forward_cell::<Lstm, T>(params, inputs, tape),
+        CellKind::Gru => forward_cell::<Gru, T>(params, inputs, tape),
     }
 }
 
@@ -164,11 +174,6 @@ pub fn step_jacobian<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
     }
 }
 
-/// A matrix whose `n` columns all equal `bias`.
-fn bias_columns<T: Scalar>(bias: &DVector<T>, n: usize) -> DMatrix<T> {
-    DMatrix::from_fn(bias.len(), n, |i, _| bias[i])
-}
-
 #[inline]
 fn col<T>(m: &DMatrix<T>, j: usize) -> &[T] {
     let r = m.nrows();
@@ -181,32 +186,56 @@ fn col_mut<T>(m: &mut DMatrix<T>, j: usize) -> &mut [T] {
     &mut m.as_mut_slice()[j * r..(j + 1) * r]
 }
 
-fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
+/// `m` as an r × c matrix: kept if it has that shape, else replaced (contents unspecified).
+fn shaped<T: Scalar>(m: &mut DMatrix<T>, r: usize, c: usize) -> &mut DMatrix<T> {
+    if m.shape() != (r, c) {
+        *m = DMatrix::zeros(r, c);
+    }
+    m
+}
+
+/// Sets every column of `m` to `bias`.
+fn fill_columns<T: Scalar>(m: &mut DMatrix<T>, bias: &DVector<T>) {
+    for c in m.as_mut_slice().chunks_exact_mut(bias.len()) {
+        c.copy_from_slice(bias.as_slice());
+    }
+}
+
+fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &mut Tape<T>) {
     let (steps, batch, hidden) = (inputs.steps, inputs.batch, params.hidden());
     let ch = if C::HAS_C { hidden } else { 0 };
     let one = T::one();
-    let mut layers: Vec<LayerTape<T>> = Vec::with_capacity(params.layers().len());
+    let n_layers = params.layers().len();
+    let empty = || LayerTape {
+        xp: DMatrix::zeros(0, 0),
+        hs: DMatrix::zeros(0, 0),
+        cs: DMatrix::zeros(0, 0),
+        cache: DMatrix::zeros(0, 0),
+    };
+    tape.layers.truncate(n_layers);
+    tape.layers.resize_with(n_layers, empty);
     let mut hh = DMatrix::zeros(C::GATES * hidden, batch);
     for (k, lp) in params.layers().iter().enumerate() {
-        let input = match layers.last() {
+        let (below, this) = tape.layers.split_at_mut(k);
+        let LayerTape { xp, hs, cs, cache } = &mut this[0];
+        let input = match below.last() {
             None => inputs.x.as_view(),
             Some(below) => below.hs.columns(batch, steps * batch),
         };
-        let mut xp = bias_columns(&lp.bias_ih, steps * batch);
+        let xp = shaped(xp, C::GATES * hidden, steps * batch);
+        fill_columns(xp, &lp.bias_ih);
         gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
 
-        let mut hs = DMatrix::zeros(hidden, (steps + 1) * batch);
+        let hs = shaped(hs, hidden, (steps + 1) * batch);
         hs.columns_mut(0, batch).copy_from(&inputs.h0[k]);
-        let mut cs = DMatrix::zeros(ch, (steps + 1) * batch);
+        let cs = shaped(cs, ch, (steps + 1) * batch);
         if C::HAS_C {
             cs.columns_mut(0, batch).copy_from(&inputs.c0[k]);
         }
-        let mut cache = DMatrix::zeros(C::CACHE * hidden, steps * batch);
+        let cache = shaped(cache, C::CACHE * hidden, steps * batch);
 
         for t in 1..=steps {
-            for mut c in hh.column_iter_mut() {
-                c.copy_from(&lp.bias_hh);
-            }
+            fill_columns(&mut hh, &lp.bias_hh);
             gemm(one, lp.weight_hh.as_view(), Op::N, hs.columns((t - 1) * batch, batch), Op::N, one, hh.as_view_mut());
             // States before t on the left, state t onwards on the right.
             let (h_left, h_right) = hs.as_mut_slice().split_at_mut(t * batch * hidden);
@@ -214,28 +243,27 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> T
             for b in 0..batch {
                 let j = (t - 1) * batch + b;
                 C::forward(
-                    col(&xp, j),
+                    col(xp, j),
                     col(&hh, b),
                     &h_left[j * hidden..(j + 1) * hidden],
                     &c_left[j * ch..(j + 1) * ch],
-                    col_mut(&mut cache, j),
+                    col_mut(cache, j),
                     &mut h_right[b * hidden..(b + 1) * hidden],
                     &mut c_right[b * ch..(b + 1) * ch],
                 );
             }
         }
-        layers.push(LayerTape { xp, hs, cs, cache });
     }
-    let top = layers.last().expect("a model has layers").hs.columns(batch, steps * batch);
-    let y = match params.head() {
+    let top = tape.layers.last().expect("a model has layers").hs.columns(batch, steps * batch);
+    match params.head() {
         Some(head) => {
-            let mut y = bias_columns(&head.bias, steps * batch);
+            let y = shaped(&mut tape.y, head.bias.len(), steps * batch);
+            fill_columns(y, &head.bias);
             gemm(one, head.weight.as_view(), Op::N, top, Op::N, one, y.as_view_mut());
-            y
         }
-        None => top.into_owned(),
-    };
-    Tape { kind: params.kind(), steps, batch, hidden, layers, y }
+        None => shaped(&mut tape.y, hidden, steps * batch).copy_from(&top),
+    }
+    (tape.kind, tape.steps, tape.batch, tape.hidden) = (params.kind(), steps, batch, hidden);
 }
 
 fn backward_cell<C: Cell, T: Scalar>(
@@ -333,4 +361,43 @@ fn backward_cell<C: Cell, T: Scalar>(
         }
     }
     Grads { params: gp, x: dx, h0, c0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::InitSpec;
+    use rand::SeedableRng;
+
+    #[test]
+    fn forward_into_a_used_tape_equals_a_fresh_forward() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for kind in CellKind::ALL {
+            let small = InitSpec::default().build(kind, 1, 3, 4, &mut rng);
+            let big = InitSpec::default().build(kind, 2, 5, 6, &mut rng);
+            let x = |i: usize, cols: usize, phase: f64| {
+                DMatrix::from_fn(i, cols, |r, c| (r as f64 + c as f64 * phase).sin())
+            };
+            let a = Inputs::with_zero_state(&small, x(3, 8, 0.3), 4, 2);
+            let mut b = Inputs::with_zero_state(&big, x(5, 21, 0.7), 7, 3);
+            b.h0[1] = DMatrix::from_element(6, 3, 0.25);
+            let mut tape = forward(&small, &a);
+            forward_into(&big, &b, &mut tape); // other shapes: buffers replaced
+            let fresh = forward(&big, &b);
+            let same = |t: &Tape<f64>| {
+                (
+                    t.y.clone(),
+                    t.layers
+                        .iter()
+                        .map(|l| (l.xp.clone(), l.hs.clone(), l.cs.clone(), l.cache.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(same(&tape), same(&fresh), "{kind}");
+            b.x *= -0.5; // same shapes: buffers reused, every value rewritten
+            forward_into(&big, &b, &mut tape);
+            assert_eq!(same(&tape), same(&forward(&big, &b)), "{kind}");
+            assert_eq!((tape.steps, tape.batch, tape.hidden, tape.kind), (7, 3, 6, kind));
+        }
+    }
 }
