@@ -58,6 +58,18 @@ pub fn gemm<T: Scalar>(
         let (x, mut y) = (b.column(0), c.column_mut(0));
         match op_a {
             Op::N => y.gemv(alpha, &a, &x, beta),
+            Op::T if a.strides().0 == 1 && x.strides().0 == 1 => {
+                // nalgebra's gemv_tr runs at about half the speed of these dot products.
+                let (rows, lda) = (a.nrows(), a.strides().1);
+                // SAFETY: with row stride 1, column j of `a` is the `rows` values from
+                // ptr + j·lda, and `x` the `rows` values from its pointer.
+                let x = unsafe { std::slice::from_raw_parts(x.as_ptr(), rows) };
+                for (j, yj) in y.iter_mut().enumerate() {
+                    let col = unsafe { std::slice::from_raw_parts(a.as_ptr().add(j * lda), rows) };
+                    let d = alpha * dot(col, x);
+                    *yj = if beta == T::zero() { d } else { d + beta * *yj };
+                }
+            }
             Op::T => y.gemv_tr(alpha, &a, &x, beta),
         }
         return;
@@ -82,6 +94,24 @@ pub fn gemm<T: Scalar>(
             csc as isize,
         )
     }
+}
+
+/// Σ a_i·b_i over interleaved partial sums (128 bytes of them, so it vectorizes), added up at
+/// the end.
+fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
+    if size_of::<T>() == 4 { dot_lanes::<T, 32>(a, b) } else { dot_lanes::<T, 16>(a, b) }
+}
+
+fn dot_lanes<T: Scalar, const LANES: usize>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v) + tail
 }
 
 /// Products below this many flops run on one thread: a split costs a second packing of `b` and
@@ -137,6 +167,12 @@ mod tests {
         let mut y = y0.clone();
         gemm(2.0, a.as_view(), Op::T, x.as_view(), Op::N, 0.5, y.as_view_mut());
         assert!((&y - (a.transpose() * &x * 2.0 + &y0 * 0.5)).amax() < 1e-13);
+        // Long columns (the vectorised dot products) inside a taller matrix (column stride ≠ rows).
+        let tall = DMatrix::from_fn(110, 7, |i, j| ((i * 3 + j * 7) as f64 * 0.13).sin());
+        let x = DMatrix::from_fn(100, 1, |i, _| (i as f64 * 0.3).cos());
+        let mut y = y0.clone();
+        gemm(-1.5, tall.rows(3, 100), Op::T, x.as_view(), Op::N, 2.0, y.as_view_mut());
+        assert!((&y - (tall.rows(3, 100).transpose() * &x * -1.5 + &y0 * 2.0)).amax() < 1e-12);
         let mut z = DMatrix::from_element(9, 1, f64::NAN); // beta = 0: never read
         gemm(1.0, a.as_view(), Op::N, y0.as_view(), Op::N, 0.0, z.as_view_mut());
         assert!((&z - &a * &y0).amax() < 1e-13);
