@@ -97,7 +97,7 @@ pub fn spectral(m: DMatrixView<'_, f64>, scale: f64, warm: &mut Option<DMatrix<f
         return scale;
     }
     if r.max(c) <= SVD_MAX_DIM {
-        return scale * svd_max(m, scale);
+        return spectral_svd(m, scale);
     }
     let k = BLOCK.min(r).min(c);
     let mut u = match warm.take() {
@@ -128,7 +128,7 @@ pub fn spectral(m: DMatrixView<'_, f64>, scale: f64, warm: &mut Option<DMatrix<f
     }
     // Not converged: the block is still the best start for the next, similar matrix.
     *warm = Some(u);
-    scale * svd_max(m, scale)
+    spectral_svd(m, scale)
 }
 
 /// Makes the columns of `u` orthonormal by classical Gram–Schmidt applied twice (orthogonal
@@ -159,9 +159,13 @@ fn orthonormalize(u: &mut DMatrix<f64>) {
     }
 }
 
-/// Largest singular value of m / scale.
-fn svd_max(m: DMatrixView<'_, f64>, scale: f64) -> f64 {
-    (m / scale).singular_values().max()
+/// Largest singular value of `m` from its SVD, given `scale` = max|entry|: for matrices with no
+/// similar predecessor to warm-start from.
+pub fn spectral_svd(m: DMatrixView<'_, f64>, scale: f64) -> f64 {
+    if m.is_empty() || scale == 0.0 || !scale.is_finite() {
+        return if m.is_empty() { 0.0 } else { scale };
+    }
+    scale * (m / scale).singular_values().max()
 }
 
 #[cfg(test)]
