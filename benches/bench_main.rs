@@ -7,7 +7,7 @@
 //! the two smallest shapes; `cargo bench -- --test` runs each benchmark once (CI's smoke run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gradlab::bptt::{Inputs, backward, forward, forward_into};
+use gradlab::bptt::{Inputs, backward, backward_into, forward, forward_into};
 use gradlab::cell::CellKind;
 use gradlab::init::InitSpec;
 use gradlab::linalg::{Op, gemm};
@@ -49,14 +49,17 @@ fn bench_cell<T: Scalar>(c: &mut Criterion, cell: CellKind) {
             let (p, inputs) = setup::<T>(cell, b, i, h, STEPS);
             let dy = DMatrix::from_element(h, STEPS * b, T::one());
             group.throughput(Throughput::Elements((STEPS * b) as u64));
-            // One tape reused across iterations, as a sweep over one shape would.
+            // One tape and one set of gradients reused across iterations, as a sweep over one
+            // shape would.
             let mut tape = forward(&p, &inputs);
+            let mut grads = backward(&p, &inputs, &tape, &dy);
             group.bench_with_input(BenchmarkId::from_parameter(format!("B{b}_I{i}_H{h}")), &(), |bench, _| {
                 bench.iter(|| {
                     forward_into(black_box(&p), black_box(&inputs), &mut tape);
                     if mode == "forward_backward" {
-                        black_box(backward(&p, &inputs, &tape, &dy));
+                        backward_into(&p, &inputs, &tape, &dy, &mut grads);
                     }
+                    black_box(&grads);
                 })
             });
         }

@@ -50,8 +50,6 @@ impl<T: Scalar> Inputs<T> {
 /// One layer's saved forward pass.
 #[derive(Clone, Debug)]
 pub struct LayerTape<T: Scalar> {
-    /// G·H × T·B input projections W_ih x_t + b_ih.
-    pub xp: DMatrix<T>,
     /// H × (T+1)·B hidden states h_0..h_T.
     pub hs: DMatrix<T>,
     /// H × (T+1)·B cell states c_0..c_T (LSTM), 0 rows otherwise.
@@ -70,6 +68,9 @@ pub struct Tape<T: Scalar> {
     pub layers: Vec<LayerTape<T>>,
     /// O × T·B outputs y_t (the head's, or the top layer's h_t).
     pub y: DMatrix<T>,
+    /// G·H × T·B input projections W_ih x_t + b_ih of the layer being run: needed only inside
+    /// its time loop, so one buffer serves every layer and every later pass.
+    xp: DMatrix<T>,
 }
 
 impl<T: Scalar> Tape<T> {
@@ -124,12 +125,31 @@ pub struct Grads<T: Scalar> {
     pub h0: Vec<DMatrix<T>>,
     /// Per layer H × B, ∂L/∂c_0 (LSTM), empty otherwise.
     pub c0: Vec<DMatrix<T>>,
+    /// Buffers of the backward pass, kept for the next [`backward_into`].
+    scratch: Scratch<T>,
+}
+
+/// The backward pass's T·B-wide buffers: ∂L/∂(W_ih x + b_ih) and ∂L/∂(W_hh h + b_hh) of a layer
+/// (G·H each), and ∂L/∂h_t arriving from above, in and out (H rows).
+#[derive(Clone, Debug)]
+struct Scratch<T: Scalar> {
+    da_ih: DMatrix<T>,
+    da_hh: DMatrix<T>,
+    from_above: DMatrix<T>,
+    to_below: DMatrix<T>,
 }
 
 /// Runs the network forward over the batch and keeps the tape.
 pub fn forward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
-    let mut tape =
-        Tape { kind: params.kind(), steps: 0, batch: 0, hidden: 0, layers: Vec::new(), y: DMatrix::zeros(0, 0) };
+    let mut tape = Tape {
+        kind: params.kind(),
+        steps: 0,
+        batch: 0,
+        hidden: 0,
+        layers: Vec::new(),
+        y: DMatrix::zeros(0, 0),
+        xp: DMatrix::zeros(0, 0),
+    };
     forward_into(params, inputs, &mut tape);
     tape
 }
@@ -148,10 +168,31 @@ pub fn forward_into<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &mu
 /// Backpropagates `dy` = ∂L/∂y (O × T·B) through a tape made by [`forward`] from the same
 /// `params` and `inputs`.
 pub fn backward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T>, dy: &DMatrix<T>) -> Grads<T> {
+    let empty = || DMatrix::zeros(0, 0);
+    let mut grads = Grads {
+        params: params.zeros_like(),
+        x: empty(),
+        h0: Vec::new(),
+        c0: Vec::new(),
+        scratch: Scratch { da_ih: empty(), da_hh: empty(), from_above: empty(), to_below: empty() },
+    };
+    backward_into(params, inputs, tape, dy, &mut grads);
+    grads
+}
+
+/// [`backward`] into existing gradients, reusing their buffers where the shapes fit (as after
+/// an earlier pass of the same shapes). Every value of the result is written by this pass.
+pub fn backward_into<T: Scalar>(
+    params: &Params<T>,
+    inputs: &Inputs<T>,
+    tape: &Tape<T>,
+    dy: &DMatrix<T>,
+    grads: &mut Grads<T>,
+) {
     match params.kind() {
-        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy),
-        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy),
-        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy),
+        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, grads),
+        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, grads),
+        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, grads),
     }
 }
 
@@ -206,23 +247,18 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
     let ch = if C::HAS_C { hidden } else { 0 };
     let one = T::one();
     let n_layers = params.layers().len();
-    let empty = || LayerTape {
-        xp: DMatrix::zeros(0, 0),
-        hs: DMatrix::zeros(0, 0),
-        cs: DMatrix::zeros(0, 0),
-        cache: DMatrix::zeros(0, 0),
-    };
+    let empty = || LayerTape { hs: DMatrix::zeros(0, 0), cs: DMatrix::zeros(0, 0), cache: DMatrix::zeros(0, 0) };
     tape.layers.truncate(n_layers);
     tape.layers.resize_with(n_layers, empty);
     let mut hh = DMatrix::zeros(C::GATES * hidden, batch);
     for (k, lp) in params.layers().iter().enumerate() {
         let (below, this) = tape.layers.split_at_mut(k);
-        let LayerTape { xp, hs, cs, cache } = &mut this[0];
+        let LayerTape { hs, cs, cache } = &mut this[0];
         let input = match below.last() {
             None => inputs.x.as_view(),
             Some(below) => below.hs.columns(batch, steps * batch),
         };
-        let xp = shaped(xp, C::GATES * hidden, steps * batch);
+        let xp = shaped(&mut tape.xp, C::GATES * hidden, steps * batch);
         fill_columns(xp, &lp.bias_ih);
         gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
 
@@ -271,55 +307,59 @@ fn backward_cell<C: Cell, T: Scalar>(
     inputs: &Inputs<T>,
     tape: &Tape<T>,
     dy: &DMatrix<T>,
-) -> Grads<T> {
+    grads: &mut Grads<T>,
+) {
     let (steps, batch, hidden) = (tape.steps, tape.batch, tape.hidden);
     let ch = if C::HAS_C { hidden } else { 0 };
     let (zero, one) = (T::zero(), T::one());
     let n_layers = params.layers().len();
-    let mut gp = params.zeros_like();
+    let layout = |p: &Params<T>| (p.kind(), p.layers().len(), p.input(), p.hidden(), p.head().map(|h| h.bias.len()));
+    if layout(&grads.params) != layout(params) {
+        grads.params = params.zeros_like();
+    }
+    let Grads { params: gp, x: dx, h0, c0, scratch } = grads;
+    let Scratch { da_ih, da_hh, from_above, to_below } = scratch;
 
     // ∂L/∂h_t arriving from outside the recurrence: the head for the top layer.
-    let mut dh_ext = match (params.head(), gp.head_mut()) {
+    let from_above = shaped(from_above, hidden, steps * batch);
+    match (params.head(), gp.head_mut()) {
         (Some(head), Some(gh)) => {
             gemm(one, dy.as_view(), Op::N, tape.output(), Op::T, zero, gh.weight.as_view_mut());
             gh.bias = dy.column_sum();
-            let mut d = DMatrix::zeros(hidden, steps * batch);
-            gemm(one, head.weight.as_view(), Op::T, dy.as_view(), Op::N, zero, d.as_view_mut());
-            d
+            gemm(one, head.weight.as_view(), Op::T, dy.as_view(), Op::N, zero, from_above.as_view_mut());
         }
-        _ => dy.clone(),
-    };
+        _ => from_above.copy_from(dy),
+    }
 
-    let mut h0 = vec![DMatrix::zeros(0, 0); n_layers];
-    let mut c0 = vec![DMatrix::zeros(0, 0); if C::HAS_C { n_layers } else { 0 }];
-    let mut dx = DMatrix::zeros(0, 0);
+    h0.resize(n_layers, DMatrix::zeros(0, 0));
+    c0.resize(if C::HAS_C { n_layers } else { 0 }, DMatrix::zeros(0, 0));
+    let g = C::GATES * hidden;
+    let da_ih = shaped(da_ih, g, steps * batch);
+    let da_hh = shaped(da_hh, if C::SPLIT_HH { g } else { 0 }, steps * batch);
     for k in (0..n_layers).rev() {
         let lp = &params.layers()[k];
-        let g = C::GATES * hidden;
-        let mut da_ih = DMatrix::zeros(g, steps * batch);
-        let mut da_hh = DMatrix::zeros(if C::SPLIT_HH { g } else { 0 }, steps * batch);
         let mut dh = DMatrix::zeros(hidden, batch);
         let mut dh_prev = DMatrix::zeros(hidden, batch);
         let mut dh_total = DMatrix::zeros(hidden, batch);
         let mut dc = DMatrix::zeros(ch, batch);
         let mut dc_prev = DMatrix::zeros(ch, batch);
         for t in (1..=steps).rev() {
-            dh_total.copy_from(&dh_ext.columns((t - 1) * batch, batch));
+            dh_total.copy_from(&from_above.columns((t - 1) * batch, batch));
             dh_total += &dh;
             for b in 0..batch {
                 let j = (t - 1) * batch + b;
-                let da_hh_col: &mut [T] = if C::SPLIT_HH { col_mut(&mut da_hh, j) } else { &mut [] };
+                let da_hh_col: &mut [T] = if C::SPLIT_HH { col_mut(da_hh, j) } else { &mut [] };
                 C::backward(
                     &tape.step(k, t, b),
                     col(&dh_total, b),
                     col(&dc, b),
-                    col_mut(&mut da_ih, j),
+                    col_mut(da_ih, j),
                     da_hh_col,
                     col_mut(&mut dh_prev, b),
                     col_mut(&mut dc_prev, b),
                 );
             }
-            let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
+            let da_rec = if C::SPLIT_HH { &*da_hh } else { &*da_ih };
             gemm(
                 one,
                 lp.weight_hh.as_view(),
@@ -338,7 +378,7 @@ fn backward_cell<C: Cell, T: Scalar>(
         }
 
         let input = if k == 0 { inputs.x.as_view() } else { tape.layers[k - 1].hs.columns(batch, steps * batch) };
-        let da_rec = if C::SPLIT_HH { &da_hh } else { &da_ih };
+        let da_rec = if C::SPLIT_HH { &*da_hh } else { &*da_ih };
         let gl = &mut gp.layers_mut()[k];
         gemm(one, da_ih.as_view(), Op::N, input, Op::T, zero, gl.weight_ih.as_view_mut());
         gemm(
@@ -352,15 +392,13 @@ fn backward_cell<C: Cell, T: Scalar>(
         );
         gl.bias_ih = da_ih.column_sum();
         gl.bias_hh = da_rec.column_sum();
-        let mut d_input = DMatrix::zeros(input.nrows(), steps * batch);
+        // ∂L/∂(this layer's input): x for the bottom layer, else h_t of the layer below.
+        let d_input = shaped(if k == 0 { &mut *dx } else { &mut *to_below }, input.nrows(), steps * batch);
         gemm(one, lp.weight_ih.as_view(), Op::T, da_ih.as_view(), Op::N, zero, d_input.as_view_mut());
-        if k == 0 {
-            dx = d_input;
-        } else {
-            dh_ext = d_input;
+        if k > 0 {
+            std::mem::swap(from_above, to_below);
         }
     }
-    Grads { params: gp, x: dx, h0, c0 }
 }
 
 #[cfg(test)]
@@ -370,7 +408,7 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn forward_into_a_used_tape_equals_a_fresh_forward() {
+    fn passes_into_used_buffers_equal_fresh_passes() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for kind in CellKind::ALL {
             let small = InitSpec::default().build(kind, 1, 3, 4, &mut rng);
@@ -387,16 +425,21 @@ mod tests {
             let same = |t: &Tape<f64>| {
                 (
                     t.y.clone(),
-                    t.layers
-                        .iter()
-                        .map(|l| (l.xp.clone(), l.hs.clone(), l.cs.clone(), l.cache.clone()))
-                        .collect::<Vec<_>>(),
+                    t.layers.iter().map(|l| (l.hs.clone(), l.cs.clone(), l.cache.clone())).collect::<Vec<_>>(),
                 )
             };
             assert_eq!(same(&tape), same(&fresh), "{kind}");
+            let dy = |t: &Tape<f64>| t.y.map(|v| v * 0.5 - 0.1);
+            let mut grads = backward(&small, &a, &forward(&small, &a), &dy(&forward(&small, &a)));
+            backward_into(&big, &b, &tape, &dy(&tape), &mut grads);
+            let all = |g: &Grads<f64>| (g.params.to_tensors(), g.x.clone(), g.h0.clone(), g.c0.clone());
+            assert_eq!(all(&grads), all(&backward(&big, &b, &fresh, &dy(&fresh))), "{kind}");
             b.x *= -0.5; // same shapes: buffers reused, every value rewritten
             forward_into(&big, &b, &mut tape);
-            assert_eq!(same(&tape), same(&forward(&big, &b)), "{kind}");
+            let fresh = forward(&big, &b);
+            assert_eq!(same(&tape), same(&fresh), "{kind}");
+            backward_into(&big, &b, &tape, &dy(&tape), &mut grads);
+            assert_eq!(all(&grads), all(&backward(&big, &b, &fresh, &dy(&fresh))), "{kind}");
             assert_eq!((tape.steps, tape.batch, tape.hidden, tape.kind), (7, 3, 6, kind));
         }
     }
