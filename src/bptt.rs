@@ -95,6 +95,7 @@ impl<T: Scalar> Tape<T> {
     }
 
     /// What step `t` (1..=T) of sequence `b` in `layer` saved.
+    #[inline]
     pub fn step(&self, layer: usize, t: usize, b: usize) -> StepRef<'_, T> {
         debug_assert!(t >= 1 && t <= self.steps && b < self.batch);
         let l = &self.layers[layer];
@@ -227,6 +228,113 @@ fn col_mut<T>(m: &mut DMatrix<T>, j: usize) -> &mut [T] {
     &mut m.as_mut_slice()[j * r..(j + 1) * r]
 }
 
+/// One step's slices of the tape, batch columns from the step's first (`xp`, states before and
+/// after, cache), each column H, CACHE·H or G·H values long.
+struct StepSlices<'a, T> {
+    xp: &'a [T],
+    h_prev: &'a [T],
+    c_prev: &'a [T],
+    cache: &'a mut [T],
+    h: &'a mut [T],
+    c: &'a mut [T],
+}
+
+/// The cell's forward over the batch columns of one step (`hh` = W_hh h + b_hh, G·H × B).
+#[inline(always)]
+fn forward_columns<C: Cell, T: Scalar>(s: StepSlices<'_, T>, hh: &DMatrix<T>, hidden: usize, ch: usize) {
+    let (g, k) = (C::GATES * hidden, C::CACHE * hidden);
+    for b in 0..hh.ncols() {
+        C::forward(
+            &s.xp[b * g..(b + 1) * g],
+            col(hh, b),
+            &s.h_prev[b * hidden..(b + 1) * hidden],
+            &s.c_prev[b * ch..(b + 1) * ch],
+            &mut s.cache[b * k..(b + 1) * k],
+            &mut s.h[b * hidden..(b + 1) * hidden],
+            &mut s.c[b * ch..(b + 1) * ch],
+        );
+    }
+}
+
+/// [`forward_columns`] compiled for 256-bit vectors (AVX2) when the CPU has them, else as built.
+/// The arithmetic is the same either way (no fused multiply-adds), so results do not change.
+fn forward_columns_dispatch<C: Cell, T: Scalar>(s: StepSlices<'_, T>, hh: &DMatrix<T>, hidden: usize, ch: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn wide<C: Cell, T: Scalar>(s: StepSlices<'_, T>, hh: &DMatrix<T>, hidden: usize, ch: usize) {
+            forward_columns::<C, T>(s, hh, hidden, ch)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { wide::<C, T>(s, hh, hidden, ch) };
+        }
+    }
+    forward_columns::<C, T>(s, hh, hidden, ch)
+}
+
+/// δh_t (total), δc_t in and the direct parts of δh_{t-1}, δc_{t-1} out, H × B each.
+struct BackSlices<'a, T: Scalar> {
+    dh: &'a DMatrix<T>,
+    dc: &'a DMatrix<T>,
+    dh_prev: &'a mut DMatrix<T>,
+    dc_prev: &'a mut DMatrix<T>,
+}
+
+/// The cell's backward over the batch columns of step t of layer k, into columns of `da_ih`
+/// (and `da_hh`).
+#[inline(always)]
+fn backward_columns<C: Cell, T: Scalar>(
+    tape: &Tape<T>,
+    (k, t): (usize, usize),
+    s: BackSlices<'_, T>,
+    da_ih: &mut DMatrix<T>,
+    da_hh: &mut DMatrix<T>,
+) {
+    let batch = tape.batch;
+    for b in 0..batch {
+        let j = (t - 1) * batch + b;
+        let da_hh_col: &mut [T] = if C::SPLIT_HH { col_mut(da_hh, j) } else { &mut [] };
+        C::backward(
+            &tape.step(k, t, b),
+            col(s.dh, b),
+            col(s.dc, b),
+            col_mut(da_ih, j),
+            da_hh_col,
+            col_mut(s.dh_prev, b),
+            col_mut(s.dc_prev, b),
+        );
+    }
+}
+
+/// [`backward_columns`] with AVX2 when the CPU has it, as [`forward_columns_dispatch`].
+fn backward_columns_dispatch<C: Cell, T: Scalar>(
+    tape: &Tape<T>,
+    at: (usize, usize),
+    s: BackSlices<'_, T>,
+    da_ih: &mut DMatrix<T>,
+    da_hh: &mut DMatrix<T>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn wide<C: Cell, T: Scalar>(
+            tape: &Tape<T>,
+            at: (usize, usize),
+            s: BackSlices<'_, T>,
+            da_ih: &mut DMatrix<T>,
+            da_hh: &mut DMatrix<T>,
+        ) {
+            backward_columns::<C, T>(tape, at, s, da_ih, da_hh)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { wide::<C, T>(tape, at, s, da_ih, da_hh) };
+        }
+    }
+    backward_columns::<C, T>(tape, at, s, da_ih, da_hh)
+}
+
 /// `m` as an r × c matrix: kept if it has that shape, else replaced (contents unspecified).
 fn shaped<T: Scalar>(m: &mut DMatrix<T>, r: usize, c: usize) -> &mut DMatrix<T> {
     if m.shape() != (r, c) {
@@ -276,18 +384,16 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
             // States before t on the left, state t onwards on the right.
             let (h_left, h_right) = hs.as_mut_slice().split_at_mut(t * batch * hidden);
             let (c_left, c_right) = cs.as_mut_slice().split_at_mut(t * batch * ch);
-            for b in 0..batch {
-                let j = (t - 1) * batch + b;
-                C::forward(
-                    col(xp, j),
-                    col(&hh, b),
-                    &h_left[j * hidden..(j + 1) * hidden],
-                    &c_left[j * ch..(j + 1) * ch],
-                    col_mut(cache, j),
-                    &mut h_right[b * hidden..(b + 1) * hidden],
-                    &mut c_right[b * ch..(b + 1) * ch],
-                );
-            }
+            let prev = (t - 1) * batch;
+            let step = StepSlices {
+                xp: &xp.as_slice()[prev * xp.nrows()..],
+                h_prev: &h_left[prev * hidden..],
+                c_prev: &c_left[prev * ch..],
+                cache: &mut cache.as_mut_slice()[prev * C::CACHE * hidden..],
+                h: h_right,
+                c: c_right,
+            };
+            forward_columns_dispatch::<C, T>(step, &hh, hidden, ch);
         }
     }
     let top = tape.layers.last().expect("a model has layers").hs.columns(batch, steps * batch);
@@ -346,19 +452,8 @@ fn backward_cell<C: Cell, T: Scalar>(
         for t in (1..=steps).rev() {
             dh_total.copy_from(&from_above.columns((t - 1) * batch, batch));
             dh_total += &dh;
-            for b in 0..batch {
-                let j = (t - 1) * batch + b;
-                let da_hh_col: &mut [T] = if C::SPLIT_HH { col_mut(da_hh, j) } else { &mut [] };
-                C::backward(
-                    &tape.step(k, t, b),
-                    col(&dh_total, b),
-                    col(&dc, b),
-                    col_mut(da_ih, j),
-                    da_hh_col,
-                    col_mut(&mut dh_prev, b),
-                    col_mut(&mut dc_prev, b),
-                );
-            }
+            let back = BackSlices { dh: &dh_total, dc: &dc, dh_prev: &mut dh_prev, dc_prev: &mut dc_prev };
+            backward_columns_dispatch::<C, T>(tape, (k, t), back, da_ih, da_hh);
             let da_rec = if C::SPLIT_HH { &*da_hh } else { &*da_ih };
             gemm(
                 one,
@@ -442,5 +537,32 @@ mod tests {
             assert_eq!(all(&grads), all(&backward(&big, &b, &fresh, &dy(&fresh))), "{kind}");
             assert_eq!((tape.steps, tape.batch, tape.hidden, tape.kind), (7, 3, 6, kind));
         }
+    }
+
+    /// The AVX2 build of the cells' kernels computes the same bits as the baseline build.
+    fn wide_kernels_match<C: Cell>() {
+        let (h, b, ch) = (37, 3, if C::HAS_C { 37 } else { 0 });
+        let v = |n: usize, seed: f32| (0..n).map(|i| ((i as f32 + seed) * 0.77).sin() * 4.0).collect::<Vec<f32>>();
+        let xp = v(C::GATES * h * b, 0.1);
+        let hh = DMatrix::from_vec(C::GATES * h, b, v(C::GATES * h * b, 0.2));
+        let (h_prev, c_prev) = (v(h * b, 0.3), v(ch * b, 0.4));
+        let run = |wide: bool| {
+            let (mut cache, mut hn, mut cn) = (vec![0.0; C::CACHE * h * b], vec![0.0; h * b], vec![0.0; ch * b]);
+            let s = StepSlices { xp: &xp, h_prev: &h_prev, c_prev: &c_prev, cache: &mut cache, h: &mut hn, c: &mut cn };
+            if wide {
+                forward_columns_dispatch::<C, f32>(s, &hh, h, ch)
+            } else {
+                forward_columns::<C, f32>(s, &hh, h, ch)
+            }
+            [cache, hn, cn].concat().iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+        };
+        assert_eq!(run(true), run(false));
+    }
+
+    #[test]
+    fn wide_forward_kernels_compute_the_same_bits() {
+        wide_kernels_match::<Rnn>();
+        wide_kernels_match::<Lstm>();
+        wide_kernels_match::<Gru>();
     }
 }

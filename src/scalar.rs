@@ -56,7 +56,7 @@ impl Scalar for f64 {
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    #[inline]
+    #[inline(always)]
     fn exp_neg(self) -> Self {
         self.exp()
     }
@@ -92,7 +92,7 @@ impl Scalar for f32 {
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    #[inline]
+    #[inline(always)]
     fn exp_neg(self) -> Self {
         exp_neg_f32(self)
     }
@@ -120,7 +120,7 @@ impl Scalar for f32 {
 /// with |r| ≤ ln2/2 (Cody–Waite; k from the round-to-nearest of adding 1.5·2²³), e^r by its
 /// Taylor series to r⁷ (truncation < 6e-9), times 2^k as two normal powers of two so results
 /// down to the subnormals round once. Below -104 the result is 0; NaN propagates.
-#[inline]
+#[inline(always)]
 pub fn exp_neg_f32(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0; // 1.5·2²³
     const LN2_HI: f32 = 6.931_457_5e-1; // ln 2 with 12 low bits zero (fdlibm)
@@ -142,7 +142,7 @@ pub fn exp_neg_f32(x: f32) -> f32 {
 
 /// (σ(a), σ(-a)) from one exponential: with e = e^{-|a|}, σ(|a|) = 1/(1+e), σ(-|a|) = e/(1+e).
 /// σ(-a) = 1 - σ(a) without the cancellation.
-#[inline]
+#[inline(always)]
 pub fn sigmoid_pair<T: Scalar>(a: T) -> (T, T) {
     let e = (-a.abs()).exp_neg();
     let d = T::one() + e;
@@ -151,7 +151,7 @@ pub fn sigmoid_pair<T: Scalar>(a: T) -> (T, T) {
 }
 
 /// (σ(a), σ'(a)), σ'(a) = σ(a)·σ(-a), from one exponential.
-#[inline]
+#[inline(always)]
 pub fn sigmoid_and_prime<T: Scalar>(a: T) -> (T, T) {
     let (s, r) = sigmoid_pair(a);
     (s, s * r)
@@ -161,7 +161,7 @@ pub fn sigmoid_and_prime<T: Scalar>(a: T) -> (T, T) {
 /// e = e^{-2|a|}: tanh(|a|) = (1-e)/(1+e) (1-e ≥ 0.22, so a few ulps at most) and
 /// tanh'(a) = 4e/(1+e)², exact where 1 - tanh² rounds to 0. For |a| < 1/8 the Taylor series to
 /// a¹⁵ is exact to f64 round-off, and tanh' = 1 - tanh² ≥ 0.98 loses nothing.
-#[inline]
+#[inline(always)]
 pub fn tanh_and_prime<T: Scalar>(a: T) -> (T, T) {
     // Both forms, then a select: no branch, so loops over this vectorise.
     let x = a.abs();

@@ -25,6 +25,7 @@ impl Cell for Gru {
     const CACHE: usize = 8;
     const SPLIT_HH: bool = true;
 
+    #[inline(always)]
     fn forward<T: Scalar>(xp: &[T], hh: &[T], h_prev: &[T], _c_prev: &[T], cache: &mut [T], h: &mut [T], _c: &mut [T]) {
         let k = h.len();
         for j in 0..k {
@@ -43,6 +44,7 @@ impl Cell for Gru {
         }
     }
 
+    #[inline(always)]
     fn backward<T: Scalar>(
         step: &StepRef<T>,
         dh: &[T],

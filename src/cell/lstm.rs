@@ -22,6 +22,7 @@ impl Cell for Lstm {
     const CACHE: usize = 10;
     const HAS_C: bool = true;
 
+    #[inline(always)]
     fn forward<T: Scalar>(xp: &[T], hh: &[T], _h_prev: &[T], c_prev: &[T], cache: &mut [T], h: &mut [T], c: &mut [T]) {
         let n = h.len();
         for j in 0..n {
@@ -40,6 +41,7 @@ impl Cell for Lstm {
         }
     }
 
+    #[inline(always)]
     fn backward<T: Scalar>(
         step: &StepRef<T>,
         dh: &[T],

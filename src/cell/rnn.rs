@@ -11,6 +11,7 @@ impl Cell for Rnn {
     const GATES: usize = 1;
     const CACHE: usize = 1;
 
+    #[inline(always)]
     fn forward<T: Scalar>(
         xp: &[T],
         hh: &[T],
@@ -26,6 +27,7 @@ impl Cell for Rnn {
         }
     }
 
+    #[inline(always)]
     fn backward<T: Scalar>(
         step: &StepRef<T>,
         dh: &[T],
