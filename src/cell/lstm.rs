@@ -98,9 +98,7 @@ impl Lstm {
     ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let n = step.hidden;
         let f64s = |x: &[T], y: &[T]| -> Vec<f64> { x.iter().zip(y).map(|(&p, &q)| p.as_f64() * q.as_f64()).collect() };
-        let c_f = f64s(step.c_prev, step.block(D + F));
-        let c_i = f64s(step.block(G), step.block(D + I));
-        let c_g = f64s(step.block(I), step.block(D + G));
+        let [(c0, g0), (c1, g1), (c2, g2)] = Lstm::dc_dh_prev_terms(step).map(|(x, y, gate)| (f64s(x, y), gate));
         for (out, w) in stacked.as_mut_slice().chunks_exact_mut(2 * n).zip(w_hh.as_slice().chunks_exact(4 * n)) {
             let (u_o, a) = out.split_at_mut(n);
             let u = |gate: usize| &w[gate * n..(gate + 1) * n];
@@ -108,7 +106,7 @@ impl Lstm {
                 *o = v.as_f64();
             }
             for (k, a) in a.iter_mut().enumerate() {
-                *a = c_f[k] * u(F)[k].as_f64() + c_i[k] * u(I)[k].as_f64() + c_g[k] * u(G)[k].as_f64();
+                *a = c0[k] * u(g0)[k].as_f64() + c1[k] * u(g1)[k].as_f64() + c2[k] * u(g2)[k].as_f64();
             }
         }
         let beta = f64s(step.block(TC), step.block(D + O));
@@ -147,10 +145,16 @@ impl Lstm {
     pub fn dc_dh_prev<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T> {
         let n = step.hidden;
         let mut a = DMatrix::zeros(n, n);
-        let coef = |x: &[T], y: &[T]| -> Vec<T> { x.iter().zip(y).map(|(&p, &q)| p * q).collect() };
-        add_scaled_rows(a.as_view_mut(), &coef(step.c_prev, step.block(D + F)), w_hh, F);
-        add_scaled_rows(a.as_view_mut(), &coef(step.block(G), step.block(D + I)), w_hh, I);
-        add_scaled_rows(a.as_view_mut(), &coef(step.block(I), step.block(D + G)), w_hh, G);
+        for (x, y, gate) in Lstm::dc_dh_prev_terms(step) {
+            let coef: Vec<T> = x.iter().zip(y).map(|(&p, &q)| p * q).collect();
+            add_scaled_rows(a.as_view_mut(), &coef, w_hh, gate);
+        }
         a
+    }
+
+    /// The terms of A_t as (x, y, gate), A_t = Σ diag(x ⊙ y) U_gate, in summation order.
+    fn dc_dh_prev_terms<'a, T: Scalar>(step: &StepRef<'a, T>) -> [(&'a [T], &'a [T], usize); 3] {
+        let block = |k: usize| &step.cache[k * step.hidden..(k + 1) * step.hidden];
+        [(step.c_prev, block(D + F), F), (block(G), block(D + I), I), (block(I), block(D + G), G)]
     }
 }
