@@ -322,7 +322,8 @@ pub fn lyapunov_rows<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
 ///
 /// Single-step terms change too much from step to step for warm-started iterations (in
 /// `experiment vanishing` 86% of them ended in the SVD fallback anyway), so their spectral
-/// norms come straight from the SVD, and the steps, being independent, run in parallel.
+/// norms come from a fresh Lanczos process each ([`norms::spectral_once`]), and the steps, being
+/// independent, run in parallel.
 pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<DecompRow> {
     assert_eq!(tape.kind, CellKind::Lstm, "the decomposition is defined for the LSTM");
     let w = &params.layers()[layer].weight_hh;
@@ -339,7 +340,7 @@ pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: 
                 .map(|(term, m)| {
                     let (amax, frobenius_norm) = norms::amax_frobenius(m.as_view());
                     // F is diagonal: its spectral norm is its largest |entry|.
-                    let spectral_norm = if term == "F" { amax } else { norms::spectral_svd(m.as_view(), amax) };
+                    let spectral_norm = if term == "F" { amax } else { norms::spectral_once(m.as_view(), amax) };
                     DecompRow {
                         batch: b,
                         step: t,
