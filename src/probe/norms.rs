@@ -197,14 +197,17 @@ fn lanczos_top(m: DMatrixView<'_, f64>, scale: f64) -> Option<f64> {
         .copy_from(&DMatrix::from_fn(dim, 1, |i, _| 1.0 + 0.5 * ((i as f64 + 1.0) * 0.754_877_666).sin()));
     basis.column_mut(0).normalize_mut();
     let (mut alpha, mut beta) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
+    let mut coef = DMatrix::zeros(dim, 1);
     for k in 0..dim {
         let (done, mut rest) = basis.columns_range_pair_mut(0..k + 1, k + 1);
-        apply(done.column(k).as_view(), rest.column_mut(0).reshape_generic(nalgebra::Dyn(dim), nalgebra::Dyn(1)));
-        let mut w = rest.column_mut(0);
+        let (done, mut w): (DMatrixView<'_, f64>, _) = (done.as_view(), rest.columns_mut(0, 1));
+        apply(done.columns(k, 1), w.as_view_mut());
         alpha.push(done.column(k).dot(&w));
+        // w -= V·(Vᵀw), twice (through linalg's matrix-vector kernels).
+        let mut coef = coef.rows_mut(0, k + 1);
         for _ in 0..2 {
-            let coef = done.tr_mul(&w);
-            w.gemv(-1.0, &done, &coef, 1.0);
+            gemm(1.0, done, Op::T, w.as_view(), Op::N, 0.0, coef.as_view_mut());
+            gemm(-1.0, done, Op::N, coef.as_view(), Op::N, 1.0, w.as_view_mut());
         }
         let b = w.norm();
         let last = k + 1 == dim;
