@@ -131,8 +131,8 @@ fn leading_lyapunov_exponents_match_the_full_spectrum() {
 
 #[test]
 fn probe_spectral_norms_match_a_plain_svd_on_large_states() {
-    // H = 64 (LSTM state 128) is past the size where the probe switches from the SVD to warm-started
-    // block iteration: every norm must still agree with an SVD of the plainly multiplied product.
+    // H = 64 (LSTM state 128), norms by the warm-started Lanczos process: every norm must agree
+    // with an SVD of the plainly multiplied product.
     for (cell, q) in [(CellKind::Rnn, "dh"), (CellKind::Lstm, "dstate"), (CellKind::Gru, "dh")] {
         let spec = InitSpec {
             recurrent: vec![Scheme::Orthogonal(1.0)],

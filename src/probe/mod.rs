@@ -320,10 +320,9 @@ pub fn lyapunov_rows<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
 /// The seed-001 decomposition ∂c_t/∂c_{t-1} = F + T_f + T_i + T_g of an LSTM layer for
 /// t = 2..=T, with norms of each term, of nonF = T_f + T_i + T_g and of the sum.
 ///
-/// Single-step terms change too much from step to step for warm-started iterations (in
-/// `experiment vanishing` 86% of them ended in the SVD fallback anyway), so their spectral
-/// norms come from a fresh Lanczos process each ([`norms::spectral_once`]), and the steps, being
-/// independent, run in parallel.
+/// Single-step terms change too much from step to step for a warm start to help, so their
+/// spectral norms come from a fresh Lanczos process each ([`norms::spectral_once`]), and the
+/// steps, being independent, run in parallel.
 pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<DecompRow> {
     assert_eq!(tape.kind, CellKind::Lstm, "the decomposition is defined for the LSTM");
     let w = &params.layers()[layer].weight_hh;
