@@ -9,6 +9,7 @@ use nalgebra::{DMatrix, DMatrixView};
 const RESIDUAL_TOL: f64 = 1e-10;
 /// Weight of the fixed start vector added to a warm start.
 const WARM_MIX: f64 = 1e-3;
+
 /// The columns of a view as slices (contiguous when the row stride is 1, as for every block of
 /// a column-major matrix).
 fn columns<'a>(m: &'a DMatrixView<'_, f64>) -> impl Iterator<Item = &'a [f64]> + 'a {
@@ -194,7 +195,7 @@ enum Gram {
 }
 
 /// The largest eigenvalue θ of the symmetric tridiagonal matrix with diagonal `alpha` and
-/// off-diagonal `beta` (one shorter), and the last entry of its unit eigenvector: θ by
+/// off-diagonal `beta` (one shorter), and its unit eigenvector: θ by
 /// quadrisection on Sturm counts (to round-off), the vector by two steps of inverse iteration.
 /// O(k) each, where a dense eigen-decomposition per check took 43% of `experiment vanishing`.
 fn tridiagonal_top(alpha: &[f64], beta: &[f64]) -> (f64, Vec<f64>) {
