@@ -151,18 +151,30 @@ fn lanczos(
         basis.column_mut(0).copy_from(&(u.column(0).normalize() + generic));
     }
     basis.column_mut(0).normalize_mut();
-    let (mut alpha, mut beta) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
+    let (mut alpha, mut beta): (Vec<f64>, Vec<f64>) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
     let mut coef = DMatrix::zeros(dim, 1);
     for k in 0..dim {
         let (done, mut rest) = basis.columns_range_pair_mut(0..k + 1, k + 1);
         let (done, mut w): (DMatrixView<'_, f64>, _) = (done.as_view(), rest.columns_mut(0, 1));
         apply(done.columns(k, 1), w.as_view_mut());
-        alpha.push(done.column(k).dot(&w));
-        // w -= V·(Vᵀw), twice (through linalg's matrix-vector kernels).
+        let a = done.column(k).dot(&w);
+        alpha.push(a);
+        // The three-term recurrence, then w -= V·(Vᵀw) against round-off, a second time only if
+        // the first removed much (ratio below 1/√2: "twice is enough").
+        w.column_mut(0).axpy(-a, &done.column(k), 1.0);
+        if k > 0 {
+            w.column_mut(0).axpy(-beta[k - 1], &done.column(k - 1), 1.0);
+        }
         let mut coef = coef.rows_mut(0, k + 1);
+        let mut before = w.norm();
         for _ in 0..2 {
             gemm(1.0, done, Op::T, w.as_view(), Op::N, 0.0, coef.as_view_mut());
             gemm(-1.0, done, Op::N, coef.as_view(), Op::N, 1.0, w.as_view_mut());
+            let after = w.norm();
+            if after >= std::f64::consts::FRAC_1_SQRT_2 * before {
+                break;
+            }
+            before = after;
         }
         let b = w.norm();
         let last = k + 1 == dim;
