@@ -258,6 +258,8 @@ fn forward_columns<C: Cell, T: Scalar>(s: StepSlices<'_, T>, hh: &DMatrix<T>, hi
 
 /// [`forward_columns`] compiled for 256-bit vectors (AVX2) when the CPU has them, else as built.
 /// The arithmetic is the same either way (no fused multiply-adds), so results do not change.
+/// (One `with_avx2(|| …)` helper for both kernels was tried: the closure is not inlined into the
+/// `#[target_feature]` function, so the kernels lost AVX2; each needs its own wrapper.)
 fn forward_columns_dispatch<C: Cell, T: Scalar>(s: StepSlices<'_, T>, hh: &DMatrix<T>, hidden: usize, ch: usize) {
     #[cfg(target_arch = "x86_64")]
     {
