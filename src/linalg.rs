@@ -56,10 +56,10 @@ pub fn gemm<T: Scalar>(
         // One column (batch 1): a matrix-vector product streams `a` once; a GEMM kernel would
         // first copy (pack) all of it.
         let (x, mut y) = (b.column(0), c.column_mut(0));
-        if a.strides().0 == 1 && x.strides().0 == 1 && y.strides().0 == 1 && k > 0 {
+        if k > 0 {
             let (rows, cols, lda) = (a.nrows(), a.ncols(), a.strides().1);
-            // SAFETY: with row stride 1, column j of `a` is the `rows` values from ptr + j·lda;
-            // `x` and `y` are contiguous columns.
+            // SAFETY: a `DMatrixView`'s row stride is 1 (by its type), so column j of `a` is the
+            // `rows` values from ptr + j·lda, and `x` and `y` are contiguous columns.
             let (a, x, y) = unsafe {
                 (
                     std::slice::from_raw_parts(a.as_ptr(), (cols - 1) * lda + rows),
@@ -100,8 +100,9 @@ pub fn gemm<T: Scalar>(
 
 /// `y = alpha·op(A)·x + beta·y` for a column-major `A` with unit row stride and column stride
 /// `lda`, compiled for the widest vectors the CPU has. Measured at 1024×256 f32 (1 MiB, in L2):
-/// A·x 14 µs against nalgebra's SSE2 `gemv` 22 µs, Aᵀ·x 17 µs against `gemv_tr` 34 µs. Every lane does the same multiplies and adds in the same order (no fused
-/// multiply-add), so the bits do not depend on which version runs.
+/// A·x 14 µs against nalgebra's SSE2 `gemv` 22 µs, Aᵀ·x 17 µs against `gemv_tr` 34 µs. Every
+/// lane does the same multiplies and adds in the same order (no fused multiply-add), so the bits
+/// do not depend on which version runs.
 fn matvec_dispatch<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     {
