@@ -5,11 +5,11 @@
 //! are allocated per layer before the time loop; nothing is allocated inside it.
 
 use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, StepRef};
-use crate::linalg::{Op, gemm};
+use crate::linalg::{Op, PackedMatrix, gemm};
 use crate::loss::{Targets, loss_and_grad};
 use crate::params::Params;
 use crate::scalar::Scalar;
-use nalgebra::{DMatrix, DMatrixView, DVector};
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
 
 /// A batch of input sequences and initial states.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +71,8 @@ pub struct Tape<T: Scalar> {
     /// G·H × T·B input projections W_ih x_t + b_ih of the layer being run: needed only inside
     /// its time loop, so one buffer serves every layer and every later pass.
     xp: DMatrix<T>,
+    /// W_hh of the layer being run, packed for its time loop (as `xp`, one buffer).
+    w_hh: PackedMatrix<T>,
 }
 
 impl<T: Scalar> Tape<T> {
@@ -131,13 +133,14 @@ pub struct Grads<T: Scalar> {
 }
 
 /// The backward pass's T·B-wide buffers: ∂L/∂(W_ih x + b_ih) and ∂L/∂(W_hh h + b_hh) of a layer
-/// (G·H each), and ∂L/∂h_t arriving from above, in and out (H rows).
+/// (G·H each), and ∂L/∂h_t arriving from above, in and out (H rows); and the layer's W_hhᵀ packed.
 #[derive(Clone, Debug)]
 struct Scratch<T: Scalar> {
     da_ih: DMatrix<T>,
     da_hh: DMatrix<T>,
     from_above: DMatrix<T>,
     to_below: DMatrix<T>,
+    w_hh_t: PackedMatrix<T>,
 }
 
 /// Runs the network forward over the batch and keeps the tape.
@@ -150,6 +153,7 @@ pub fn forward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
         layers: Vec::new(),
         y: DMatrix::zeros(0, 0),
         xp: DMatrix::zeros(0, 0),
+        w_hh: PackedMatrix::default(),
     };
     forward_into(params, inputs, &mut tape);
     tape
@@ -175,7 +179,13 @@ pub fn backward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T
         x: empty(),
         h0: Vec::new(),
         c0: Vec::new(),
-        scratch: Scratch { da_ih: empty(), da_hh: empty(), from_above: empty(), to_below: empty() },
+        scratch: Scratch {
+            da_ih: empty(),
+            da_hh: empty(),
+            from_above: empty(),
+            to_below: empty(),
+            w_hh_t: PackedMatrix::default(),
+        },
     };
     backward_into(params, inputs, tape, dy, &mut grads);
     grads
@@ -337,6 +347,32 @@ fn backward_columns_dispatch<C: Cell, T: Scalar>(
     backward_columns::<C, T>(tape, at, s, da_ih, da_hh)
 }
 
+/// op(W_hh) for the products of one time loop, `c += op(W_hh)·b` with b one step's B columns:
+/// at batch 1 a matrix-vector product (it streams W_hh once, as packing would), else the kernel
+/// for a matrix packed once per loop, which a general GEMM would re-pack at every step.
+enum Recurrent<'a, T: Scalar> {
+    Plain(DMatrixView<'a, T>, Op),
+    Packed(&'a PackedMatrix<T>),
+}
+
+impl<'a, T: Scalar> Recurrent<'a, T> {
+    /// op(`w`) for products with `batch` columns; packs into `buf` if that pays.
+    fn new(w: DMatrixView<'a, T>, op: Op, batch: usize, buf: &'a mut PackedMatrix<T>) -> Self {
+        if batch == 1 {
+            return Recurrent::Plain(w, op);
+        }
+        buf.pack(w, op);
+        Recurrent::Packed(buf)
+    }
+
+    fn mul_add(&self, b: DMatrixView<'_, T>, c: DMatrixViewMut<'_, T>) {
+        match *self {
+            Recurrent::Plain(w, op) => gemm(T::one(), w, op, b, Op::N, T::one(), c),
+            Recurrent::Packed(p) => p.mul_add(b, c),
+        }
+    }
+}
+
 /// `m` as an r × c matrix: kept if it has that shape, else replaced (contents unspecified).
 fn shaped<T: Scalar>(m: &mut DMatrix<T>, r: usize, c: usize) -> &mut DMatrix<T> {
     if m.shape() != (r, c) {
@@ -379,10 +415,11 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
             cs.columns_mut(0, batch).copy_from(&inputs.c0[k]);
         }
         let cache = shaped(cache, C::CACHE * hidden, steps * batch);
+        let w_hh = Recurrent::new(lp.weight_hh.as_view(), Op::N, batch, &mut tape.w_hh);
 
         for t in 1..=steps {
             fill_columns(&mut hh, &lp.bias_hh);
-            gemm(one, lp.weight_hh.as_view(), Op::N, hs.columns((t - 1) * batch, batch), Op::N, one, hh.as_view_mut());
+            w_hh.mul_add(hs.columns((t - 1) * batch, batch), hh.as_view_mut());
             // States before t on the left, state t onwards on the right.
             let (h_left, h_right) = hs.as_mut_slice().split_at_mut(t * batch * hidden);
             let (c_left, c_right) = cs.as_mut_slice().split_at_mut(t * batch * ch);
@@ -426,7 +463,7 @@ fn backward_cell<C: Cell, T: Scalar>(
         grads.params = params.zeros_like();
     }
     let Grads { params: gp, x: dx, h0, c0, scratch } = grads;
-    let Scratch { da_ih, da_hh, from_above, to_below } = scratch;
+    let Scratch { da_ih, da_hh, from_above, to_below, w_hh_t } = scratch;
 
     // ∂L/∂h_t arriving from outside the recurrence: the head for the top layer.
     let from_above = shaped(from_above, hidden, steps * batch);
@@ -451,21 +488,14 @@ fn backward_cell<C: Cell, T: Scalar>(
         let mut dh_total = DMatrix::zeros(hidden, batch);
         let mut dc = DMatrix::zeros(ch, batch);
         let mut dc_prev = DMatrix::zeros(ch, batch);
+        let w_hh_t = Recurrent::new(lp.weight_hh.as_view(), Op::T, batch, w_hh_t);
         for t in (1..=steps).rev() {
             dh_total.copy_from(&from_above.columns((t - 1) * batch, batch));
             dh_total += &dh;
             let back = BackSlices { dh: &dh_total, dc: &dc, dh_prev: &mut dh_prev, dc_prev: &mut dc_prev };
             backward_columns_dispatch::<C, T>(tape, (k, t), back, da_ih, da_hh);
             let da_rec = if C::SPLIT_HH { &*da_hh } else { &*da_ih };
-            gemm(
-                one,
-                lp.weight_hh.as_view(),
-                Op::T,
-                da_rec.columns((t - 1) * batch, batch),
-                Op::N,
-                one,
-                dh_prev.as_view_mut(),
-            );
+            w_hh_t.mul_add(da_rec.columns((t - 1) * batch, batch), dh_prev.as_view_mut());
             std::mem::swap(&mut dh, &mut dh_prev);
             std::mem::swap(&mut dc, &mut dc_prev);
         }

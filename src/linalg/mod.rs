@@ -3,6 +3,10 @@
 //! output over rayon's threads; every entry is computed by the same kernel in the same order
 //! whatever the split, so results are bitwise the same on 1 thread or many.
 
+mod packed;
+
+pub use packed::PackedMatrix;
+
 use crate::scalar::Scalar;
 use nalgebra::{DMatrixView, DMatrixViewMut};
 
