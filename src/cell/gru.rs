@@ -1,7 +1,7 @@
 //! The GRU (THEORY.md §2–4), gate order r, z, n, PyTorch's variant with r inside:
 //! n = tanh(W_in x + b_in + r ⊙ (U_n h + b_hn)), h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}.
 
-use super::{Cell, StepRef, add_scaled_rows};
+use super::{Cell, StepRef, add_scaled_rows, blocks, blocks_mut};
 use crate::scalar::{Scalar, sigmoid_and_prime, sigmoid_pair, tanh_and_prime};
 use nalgebra::DMatrix;
 
@@ -28,19 +28,24 @@ impl Cell for Gru {
     #[inline(always)]
     fn forward<T: Scalar>(xp: &[T], hh: &[T], h_prev: &[T], _c_prev: &[T], cache: &mut [T], h: &mut [T], _c: &mut [T]) {
         let k = h.len();
+        // One loop per gate over slices of known length (no bounds checks), so each vectorises
+        // with few values live.
+        let block = |b: usize| b * k..(b + 1) * k;
+        let [r, z, omz, n, m, dr, dz, dn] = blocks_mut(cache, k);
+        let (x, u) = (&xp[block(R)], &hh[block(R)]);
         for j in 0..k {
-            let ar = xp[j] + hh[j];
-            let az = xp[k + j] + hh[k + j];
-            let m = hh[2 * k + j];
-            let (r, dr) = sigmoid_and_prime(ar);
-            let an = xp[2 * k + j] + r * m;
-            let (z, omz) = sigmoid_pair(az);
-            let (n, dn) = tanh_and_prime(an);
-            h[j] = omz * n + z * h_prev[j];
-            let vals = [r, z, omz, n, m, dr, z * omz, dn];
-            for (b, v) in vals.into_iter().enumerate() {
-                cache[b * k + j] = v;
-            }
+            (r[j], dr[j]) = sigmoid_and_prime(x[j] + u[j]);
+        }
+        let (x, u) = (&xp[block(Z)], &hh[block(Z)]);
+        for j in 0..k {
+            let (zj, omzj) = sigmoid_pair(x[j] + u[j]);
+            (z[j], omz[j], dz[j]) = (zj, omzj, zj * omzj);
+        }
+        let (x, u, h_prev) = (&xp[block(GATE_N)], &hh[block(GATE_N)], &h_prev[..k]);
+        for j in 0..k {
+            m[j] = u[j];
+            let (nj, dnj) = tanh_and_prime(x[j] + r[j] * u[j]);
+            (n[j], dn[j], h[j]) = (nj, dnj, omz[j] * nj + z[j] * h_prev[j]);
         }
     }
 
@@ -55,20 +60,17 @@ impl Cell for Gru {
         _dc_prev: &mut [T],
     ) {
         let k = step.hidden;
-        let v = |b: usize, j: usize| step.cache[b * k + j];
+        let [r, z, omz, n, m, dr, dz, dn] = blocks(step.cache, k);
+        let [dar_ih, daz_ih, dan_ih] = blocks_mut(da_ih, k);
+        let [dar_hh, daz_hh, dan_hh] = blocks_mut(da_hh, k);
+        let (dh, h_prev, dh_prev) = (&dh[..k], &step.h_prev[..k], &mut dh_prev[..k]);
         for j in 0..k {
-            let dn = dh[j] * v(OMZ, j);
-            let dz = dh[j] * (step.h_prev[j] - v(N, j));
-            let da_n = dn * v(DN, j);
-            let da_r = da_n * v(M, j) * v(DR, j);
-            let da_z = dz * v(DZ, j);
-            da_ih[j] = da_r;
-            da_ih[k + j] = da_z;
-            da_ih[2 * k + j] = da_n;
-            da_hh[j] = da_r;
-            da_hh[k + j] = da_z;
-            da_hh[2 * k + j] = da_n * v(R, j);
-            dh_prev[j] = dh[j] * v(Z, j);
+            let da_n = dh[j] * omz[j] * dn[j];
+            let da_r = da_n * m[j] * dr[j];
+            let da_z = dh[j] * (h_prev[j] - n[j]) * dz[j];
+            (dar_ih[j], daz_ih[j], dan_ih[j]) = (da_r, da_z, da_n);
+            (dar_hh[j], daz_hh[j], dan_hh[j]) = (da_r, da_z, da_n * r[j]);
+            dh_prev[j] = dh[j] * z[j];
         }
     }
 

@@ -125,6 +125,23 @@ pub trait Cell: Send + Sync + 'static {
     fn jacobian<T: Scalar>(step: &StepRef<T>, w_hh: &DMatrix<T>) -> DMatrix<T>;
 }
 
+/// The first B blocks of `k` values of `cache`, each a slice of known length (so loops over
+/// them need no bounds checks and vectorise).
+#[inline(always)]
+pub(crate) fn blocks_mut<T, const B: usize>(mut cache: &mut [T], k: usize) -> [&mut [T]; B] {
+    std::array::from_fn(|_| {
+        let (block, rest) = std::mem::take(&mut cache).split_at_mut(k);
+        cache = rest;
+        block
+    })
+}
+
+/// The first B blocks of `k` values of `cache`, as [`blocks_mut`].
+#[inline(always)]
+pub(crate) fn blocks<T, const B: usize>(cache: &[T], k: usize) -> [&[T]; B] {
+    std::array::from_fn(|b| &cache[b * k..(b + 1) * k])
+}
+
 /// `j += diag(coef)·block` where block is rows `gate·H..(gate+1)·H` of `w_hh`.
 pub(crate) fn add_scaled_rows<T: Scalar>(mut j: DMatrixViewMut<'_, T>, coef: &[T], w_hh: &DMatrix<T>, gate: usize) {
     let h = coef.len();

@@ -21,9 +21,10 @@ impl Cell for Rnn {
         h: &mut [T],
         _c: &mut [T],
     ) {
-        for j in 0..h.len() {
-            let a = xp[j] + hh[j];
-            (h[j], cache[j]) = tanh_and_prime(a);
+        let n = h.len();
+        let (xp, hh, cache) = (&xp[..n], &hh[..n], &mut cache[..n]); // known lengths: no bounds checks
+        for j in 0..n {
+            (h[j], cache[j]) = tanh_and_prime(xp[j] + hh[j]);
         }
     }
 
@@ -38,7 +39,8 @@ impl Cell for Rnn {
         _dc_prev: &mut [T],
     ) {
         let d = step.block(0);
-        for j in 0..dh.len() {
+        let (dh, da) = (&dh[..d.len()], &mut da[..d.len()]);
+        for j in 0..d.len() {
             da[j] = dh[j] * d[j];
         }
         dh_prev.fill(T::zero());
