@@ -146,8 +146,8 @@ pub fn exp_neg_f32(x: f32) -> f32 {
 #[inline(always)]
 pub fn exp_neg_f64(x: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1; // ln 2 with 32 low bits zero (fdlibm)
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln 2 to 32 bits (fdlibm's ln2_hi)
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // ln 2 - LN2_HI (fdlibm's ln2_lo)
     let x = if x < -746.0 { -746.0 } else { x };
     let k = (x * std::f64::consts::LOG2_E + SHIFT) - SHIFT;
     let r = (x - k * LN2_HI) - k * LN2_LO;
