@@ -5,11 +5,11 @@
 //! are allocated per layer before the time loop; nothing is allocated inside it.
 
 use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, StepRef};
-use crate::linalg::{Op, PackedMatrix, gemm};
+use crate::linalg::{Op, PackedMatrix, ReusedLeft, gemm};
 use crate::loss::{Targets, loss_and_grad};
 use crate::params::Params;
 use crate::scalar::Scalar;
-use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 
 /// A batch of input sequences and initial states.
 #[derive(Clone, Debug, PartialEq)]
@@ -347,32 +347,6 @@ fn backward_columns_dispatch<C: Cell, T: Scalar>(
     backward_columns::<C, T>(tape, at, s, da_ih, da_hh)
 }
 
-/// op(W_hh) for the products of one time loop, `c += op(W_hh)·b` with b one step's B columns:
-/// at batch 1 a matrix-vector product (it streams W_hh once, as packing would), else the kernel
-/// for a matrix packed once per loop, which a general GEMM would re-pack at every step.
-enum Recurrent<'a, T: Scalar> {
-    Plain(DMatrixView<'a, T>, Op),
-    Packed(&'a PackedMatrix<T>),
-}
-
-impl<'a, T: Scalar> Recurrent<'a, T> {
-    /// op(`w`) for products with `batch` columns; packs into `buf` if that pays.
-    fn new(w: DMatrixView<'a, T>, op: Op, batch: usize, buf: &'a mut PackedMatrix<T>) -> Self {
-        if batch == 1 {
-            return Recurrent::Plain(w, op);
-        }
-        buf.pack(w, op);
-        Recurrent::Packed(buf)
-    }
-
-    fn mul_add(&self, b: DMatrixView<'_, T>, c: DMatrixViewMut<'_, T>) {
-        match *self {
-            Recurrent::Plain(w, op) => gemm(T::one(), w, op, b, Op::N, T::one(), c),
-            Recurrent::Packed(p) => p.mul_add(b, c),
-        }
-    }
-}
-
 /// `m` as an r × c matrix: kept if it has that shape, else replaced (contents unspecified).
 fn shaped<T: Scalar>(m: &mut DMatrix<T>, r: usize, c: usize) -> &mut DMatrix<T> {
     if m.shape() != (r, c) {
@@ -415,7 +389,7 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
             cs.columns_mut(0, batch).copy_from(&inputs.c0[k]);
         }
         let cache = shaped(cache, C::CACHE * hidden, steps * batch);
-        let w_hh = Recurrent::new(lp.weight_hh.as_view(), Op::N, batch, &mut tape.w_hh);
+        let w_hh = ReusedLeft::new(lp.weight_hh.as_view(), Op::N, batch, &mut tape.w_hh);
 
         for t in 1..=steps {
             fill_columns(&mut hh, &lp.bias_hh);
@@ -488,7 +462,7 @@ fn backward_cell<C: Cell, T: Scalar>(
         let mut dh_total = DMatrix::zeros(hidden, batch);
         let mut dc = DMatrix::zeros(ch, batch);
         let mut dc_prev = DMatrix::zeros(ch, batch);
-        let w_hh_t = Recurrent::new(lp.weight_hh.as_view(), Op::T, batch, w_hh_t);
+        let w_hh_t = ReusedLeft::new(lp.weight_hh.as_view(), Op::T, batch, w_hh_t);
         for t in (1..=steps).rev() {
             dh_total.copy_from(&from_above.columns((t - 1) * batch, batch));
             dh_total += &dh;

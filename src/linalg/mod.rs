@@ -1,7 +1,9 @@
-//! Matrix products on nalgebra views with free transposes: the one place that calls a GEMM
-//! kernel, so swapping the kernel touches nothing else. Large products are split by rows of the
-//! output over rayon's threads; every entry is computed by the same kernel in the same order
-//! whatever the split, so results are bitwise the same on 1 thread or many.
+//! Matrix products on nalgebra views with free transposes: the one place that calls GEMM
+//! kernels, so swapping one touches nothing else. matrixmultiply's in general, a matrix-vector
+//! product for one column (batch 1), and this module's own kernel for a left operand reused
+//! across many products ([`ReusedLeft`]). Large products are split by rows of the output over
+//! rayon's threads; every entry is computed by the same kernel in the same order whatever the
+//! split, so results are bitwise the same on 1 thread or many.
 
 mod packed;
 
@@ -99,6 +101,33 @@ pub fn gemm<T: Scalar>(
             rsc as isize,
             csc as isize,
         )
+    }
+}
+
+/// A left operand for many products `c += op(A)·b` with the same A, such as the recurrent
+/// weights at every time step: packed once where the packed kernels run and `b` has several
+/// columns; with one column, the matrix-vector product (it streams A once, as packing would).
+pub enum ReusedLeft<'a, T: Scalar> {
+    Plain(DMatrixView<'a, T>, Op),
+    Packed(&'a PackedMatrix<T>),
+}
+
+impl<'a, T: Scalar> ReusedLeft<'a, T> {
+    /// op(`a`) for products with `cols` columns, packed into `buf` if that pays.
+    pub fn new(a: DMatrixView<'a, T>, op: Op, cols: usize, buf: &'a mut PackedMatrix<T>) -> Self {
+        if cols == 1 || !packed::available() {
+            return ReusedLeft::Plain(a, op);
+        }
+        buf.pack(a, op);
+        ReusedLeft::Packed(buf)
+    }
+
+    /// `c += op(A)·b`.
+    pub fn mul_add(&self, b: DMatrixView<'_, T>, c: DMatrixViewMut<'_, T>) {
+        match *self {
+            ReusedLeft::Plain(a, op) => gemm(T::one(), a, op, b, Op::N, T::one(), c),
+            ReusedLeft::Packed(p) => p.mul_add(b, c),
+        }
     }
 }
 

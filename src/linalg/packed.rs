@@ -6,9 +6,10 @@
 //! Layout: op(A) (m × k) in panels of `MR` rows (the last one zero-padded); panel p holds the
 //! values op(A)[p·MR + i, l] at p·MR·k + l·MR + i, so the kernel reads each panel front to back.
 //! The kernel keeps an MR × NR block of the output in registers (MR = two 512-bit vectors, NR =
-//! 8 columns) and adds each entry's k products in order with fused multiply-adds, then adds the
-//! sum to C: every entry is computed the same way whatever the split of the work, so results
-//! are bitwise the same on 1 thread or many.
+//! 8 columns), adds each entry's products in order with fused multiply-adds, KC at a time, and
+//! adds each partial sum to C: every entry is computed the same way whatever the split of the
+//! work, so results are bitwise the same on 1 thread or many. Compiled for AVX-512 or AVX2 (the
+//! same operations, so the same bits); without AVX2 and FMA the products go to matrixmultiply.
 
 use super::{Op, split_rows};
 use crate::scalar::Scalar;
@@ -20,6 +21,25 @@ const NR: usize = 8;
 const PANEL_BYTES: usize = 128;
 /// Where the buffer's panels start, so vector loads never straddle a cache line.
 const ALIGN_BYTES: usize = 64;
+/// Depth of a pass over the panels: a panel's slice of KC rows (32 KiB) stays in L1 while it
+/// meets every column block; each entry's products are summed KC at a time, then added to C.
+const KC: usize = 256;
+
+/// Panel rows written per block of a transposing pack.
+const PACK_T_ROWS: usize = 16;
+
+/// Whether this CPU runs the packed kernels (x86-64 with AVX2 and FMA); elsewhere products go
+/// to matrixmultiply.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// op(A) for a fixed A, packed for `c += op(A)·b` (see the module docs).
 #[derive(Clone, Debug, Default)]
@@ -43,20 +63,42 @@ impl<T: Scalar> PackedMatrix<T> {
         let mr = Self::MR;
         let len = m.div_ceil(mr) * mr * k;
         let slack = ALIGN_BYTES / size_of::<T>();
-        self.buf.clear();
-        self.buf.resize(len + slack, T::zero());
+        if self.buf.len() < len + slack {
+            self.buf = vec![T::zero(); len + slack];
+        }
         self.start = self.buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
         (self.rows, self.depth) = (m, k);
         let panels = &mut self.buf[self.start..self.start + len];
-        for (p, panel) in panels.chunks_exact_mut(mr * k.max(1)).enumerate().take(m.div_ceil(mr)) {
-            let rows = mr.min(m - p * mr);
-            for (l, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                for (i, d) in dst[..rows].iter_mut().enumerate() {
-                    let r = p * mr + i;
-                    *d = match op {
-                        Op::N => a[(r, l)],
-                        Op::T => a[(l, r)],
-                    };
+        if k == 0 {
+            return;
+        }
+        let (rows_a, lda) = (a.nrows(), a.strides().1);
+        // SAFETY: a `DMatrixView`'s row stride is 1 (by its type), so its columns are the
+        // `rows_a` values from ptr + j·lda.
+        let column = |j: usize| unsafe { std::slice::from_raw_parts(a.as_ptr().add(j * lda), rows_a) };
+        for (p, panel) in panels.chunks_exact_mut(mr * k).enumerate() {
+            let (first, rows) = (p * mr, mr.min(m - p * mr));
+            match op {
+                // Row l of the panel is rows first.. of column l: a contiguous copy.
+                Op::N => {
+                    for (l, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                        let (values, padding) = dst.split_at_mut(rows);
+                        values.copy_from_slice(&column(l)[first..first + rows]);
+                        padding.fill(T::zero());
+                    }
+                }
+                // Column i of the panel is column first + i of `a`: a transpose, done in
+                // blocks of PACK_T_ROWS panel rows so the block being written stays in L1.
+                Op::T => {
+                    for (b, block) in panel.chunks_mut(PACK_T_ROWS * mr).enumerate() {
+                        let l0 = b * PACK_T_ROWS;
+                        for i in 0..mr {
+                            let src = if i < rows { &column(first + i)[l0..] } else { &[][..] };
+                            for (l, dst) in block.chunks_exact_mut(mr).enumerate() {
+                                dst[i] = src.get(l).copied().unwrap_or(T::zero());
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -67,11 +109,12 @@ impl<T: Scalar> PackedMatrix<T> {
         &self.buf[self.start..self.start + self.rows.div_ceil(Self::MR) * Self::MR * self.depth]
     }
 
-    /// `c += op(A)·b`, with the work split by panels over rayon's threads when large enough
-    /// (as [`super::gemm`] splits rows).
+    /// `c += op(A)·b`, the work split by rows over rayon's threads when large enough (as
+    /// [`super::gemm`] splits). Call only where [`available`] says the CPU can.
     pub fn mul_add(&self, b: DMatrixView<'_, T>, c: DMatrixViewMut<'_, T>) {
         assert_eq!(b.nrows(), self.depth, "packed product: inner dimensions differ");
         assert_eq!(c.shape(), (self.rows, b.ncols()), "packed product: output shape differs");
+        assert!(available(), "packed product: the CPU lacks AVX2 and FMA");
         self.mul_add_rows(0, b, c);
     }
 
@@ -88,134 +131,102 @@ impl<T: Scalar> PackedMatrix<T> {
         }
         let (ldb, ldc) = (b.strides().1, c.strides().1);
         // SAFETY: `b` is k × n and `c` is m × n (asserted by `mul_add`), with row stride 1 (by
-        // their types) and the column strides read here; the panels from `first` hold m rows.
+        // their types) and the column strides read here; the panels from `first` hold m rows
+        // of depth k; the CPU has AVX2 and FMA (asserted by `mul_add`).
         unsafe {
             let panels = self.panels().as_ptr().add(first * k);
-            kernels_dispatch(m, n, k, panels, b.as_ptr(), ldb, c.as_mut_ptr(), ldc);
+            kernels_dispatch(m, n, k, panels, (b.as_ptr(), ldb), c.as_mut_ptr(), ldc);
         }
     }
 }
 
-/// The products of m packed rows with n columns of `b`, compiled for the widest vectors the
-/// CPU has; without fused multiply-adds (pre-AVX2 CPUs) the same loops with separate ones.
+/// A read-only column-major matrix: its first value and its column stride.
+type Columns<T> = (*const T, usize);
+
+/// The products of m packed rows with n columns of `b`, compiled for AVX-512 if the CPU has
+/// it, else AVX2 (both with FMA). Both do the same operations in the same order: same bits.
 ///
 /// # Safety
-/// As for [`kernels`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernels_dispatch<T: Scalar>(
-    m: usize,
-    n: usize,
-    k: usize,
-    panels: *const T,
-    b: *const T,
-    ldb: usize,
-    c: *mut T,
-    ldc: usize,
-) {
+/// As for [`panels`]; the CPU has AVX2 and FMA.
+unsafe fn kernels_dispatch<T: Scalar>(m: usize, n: usize, k: usize, a: *const T, b: Columns<T>, c: *mut T, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx512<T: Scalar>(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const T,
-            b: *const T,
-            ldb: usize,
-            c: *mut T,
-            ldc: usize,
-        ) {
-            unsafe { kernels::<T, true>(m, n, k, a, b, ldb, c, ldc) }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above) and FMA (by the contract).
+            return unsafe { kernels_avx512(m, n, k, a, b, c, ldc) };
         }
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2<T: Scalar>(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const T,
-            b: *const T,
-            ldb: usize,
-            c: *mut T,
-            ldc: usize,
-        ) {
-            unsafe { kernels::<T, true>(m, n, k, a, b, ldb, c, ldc) }
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX-512F and FMA (checked just above).
-            return unsafe { avx512(m, n, k, panels, b, ldb, c, ldc) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2(m, n, k, panels, b, ldb, c, ldc) };
-        }
+        // SAFETY: the CPU supports AVX2 and FMA (by the contract).
+        unsafe { kernels_avx2(m, n, k, a, b, c, ldc) }
     }
-    unsafe { kernels::<T, false>(m, n, k, panels, b, ldb, c, ldc) }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the packed kernels run on x86-64 only ({m}×{n}×{k}, {a:?}, {b:?}, {c:?}, {ldc})")
 }
 
-/// Every panel against every block of NR columns (4, 2, 1 at the right edge).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn kernels_avx512<T: Scalar>(m: usize, n: usize, k: usize, a: *const T, b: Columns<T>, c: *mut T, ldc: usize) {
+    unsafe { kernels(m, n, k, a, b, c, ldc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernels_avx2<T: Scalar>(m: usize, n: usize, k: usize, a: *const T, b: Columns<T>, c: *mut T, ldc: usize) {
+    unsafe { kernels(m, n, k, a, b, c, ldc) }
+}
+
+#[inline(always)]
+unsafe fn kernels<T: Scalar>(m: usize, n: usize, k: usize, a: *const T, b: Columns<T>, c: *mut T, ldc: usize) {
+    if size_of::<T>() == 4 {
+        unsafe { panels::<T, 32>(m, n, k, a, b, c, ldc) }
+    } else {
+        unsafe { panels::<T, 16>(m, n, k, a, b, c, ldc) }
+    }
+}
+
+/// Every panel against every block of NR columns (4, 2, 1 at the right edge), KC deep at a
+/// time. `b` is read once per panel, so it should fit in L2 (see [`super::gemm`]).
 ///
 /// # Safety
-/// `a` holds ⌈m/MR⌉ packed panels of depth k; `b` is k × n with column stride `ldb`; `c` is
-/// m × n with column stride `ldc`, not overlapping either.
+/// `a` holds ⌈m/MR⌉ packed panels of depth k; `b` is k × n; `c` is m × n with column stride
+/// `ldc`, overlapping neither.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernels<T: Scalar, const FMA: bool>(
+unsafe fn panels<T: Scalar, const MR: usize>(
     m: usize,
     n: usize,
     k: usize,
     a: *const T,
-    b: *const T,
-    ldb: usize,
+    b: Columns<T>,
     c: *mut T,
     ldc: usize,
 ) {
-    if size_of::<T>() == 4 {
-        unsafe { panels::<T, 32, FMA>(m, n, k, a, b, ldb, c, ldc) }
-    } else {
-        unsafe { panels::<T, 16, FMA>(m, n, k, a, b, ldb, c, ldc) }
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn panels<T: Scalar, const MR: usize, const FMA: bool>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const T,
-    b: *const T,
-    ldb: usize,
-    c: *mut T,
-    ldc: usize,
-) {
-    for p in 0..m.div_ceil(MR) {
-        let rows = MR.min(m - p * MR);
-        // SAFETY (all below): within the arrays the caller vouches for.
-        let (panel, c) = unsafe { (a.add(p * MR * k), c.add(p * MR)) };
-        let mut j = 0;
-        while j < n {
-            let (bj, cj) = unsafe { (b.add(j * ldb), c.add(j * ldc)) };
-            let left = n - j;
-            j += match left {
-                NR.. => unsafe { block::<T, MR, NR, FMA>(k, panel, bj, ldb, cj, ldc, rows) },
-                4.. => unsafe { block::<T, MR, 4, FMA>(k, panel, bj, ldb, cj, ldc, rows) },
-                2.. => unsafe { block::<T, MR, 2, FMA>(k, panel, bj, ldb, cj, ldc, rows) },
-                _ => unsafe { block::<T, MR, 1, FMA>(k, panel, bj, ldb, cj, ldc, rows) },
-            };
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for p in 0..m.div_ceil(MR) {
+            let rows = MR.min(m - p * MR);
+            // SAFETY (all below): within the arrays the caller vouches for.
+            let (panel, c) = unsafe { (a.add(p * MR * k + k0 * MR), c.add(p * MR)) };
+            let mut j = 0;
+            while j < n {
+                let bj = (unsafe { b.0.add(k0 + j * b.1) }, b.1);
+                let cj = unsafe { c.add(j * ldc) };
+                j += match n - j {
+                    NR.. => unsafe { block::<T, MR, NR>(kc, panel, bj, cj, ldc, rows) },
+                    4.. => unsafe { block::<T, MR, 4>(kc, panel, bj, cj, ldc, rows) },
+                    2.. => unsafe { block::<T, MR, 2>(kc, panel, bj, cj, ldc, rows) },
+                    _ => unsafe { block::<T, MR, 1>(kc, panel, bj, cj, ldc, rows) },
+                };
+            }
         }
     }
 }
 
-/// One MR × W block of C (its first `rows` rows) plus the panel times W columns of `b`; returns W.
+/// One MR × W block of C (its first `rows` rows) plus the panel (k deep) times W columns of
+/// `b`; returns W.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn block<T: Scalar, const MR: usize, const W: usize, const FMA: bool>(
+unsafe fn block<T: Scalar, const MR: usize, const W: usize>(
     k: usize,
     panel: *const T,
-    b: *const T,
-    ldb: usize,
+    b: Columns<T>,
     c: *mut T,
     ldc: usize,
     rows: usize,
@@ -225,9 +236,9 @@ unsafe fn block<T: Scalar, const MR: usize, const W: usize, const FMA: bool>(
         // SAFETY: row l of the panel is MR values; b[l, j] is in the k × W block.
         let a: &[T; MR] = unsafe { &*(panel.add(l * MR) as *const [T; MR]) };
         for (j, acc) in acc.iter_mut().enumerate() {
-            let bj = unsafe { *b.add(j * ldb + l) };
+            let bj = unsafe { *b.0.add(l + j * b.1) };
             for i in 0..MR {
-                acc[i] = if FMA { a[i].mul_add(bj, acc[i]) } else { acc[i] + a[i] * bj };
+                acc[i] = a[i].mul_add(bj, acc[i]);
             }
         }
     }
@@ -251,8 +262,12 @@ mod tests {
     use nalgebra::DMatrix;
 
     #[test]
-    fn packed_products_match_a_plain_product() {
-        for (m, k, n) in [(64, 128, 16), (37 * 4, 37, 3), (5, 9, 13), (100, 1, 7), (33, 20, 8)] {
+    fn packed_products_match_a_plain_product_on_every_instruction_set() {
+        if !available() {
+            return; // nothing to test: products go to matrixmultiply
+        }
+        // Shapes past every block edge: rows past MR, columns past NR, depth past KC.
+        for (m, k, n) in [(64, 128, 16), (37 * 4, 37, 3), (5, 9, 13), (100, 1, 7), (33, 600, 8), (40, 300, 301)] {
             let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
             let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
             let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
@@ -263,17 +278,22 @@ mod tests {
                 let mut c = c0.clone();
                 p.mul_add(b.as_view(), c.as_view_mut());
                 assert!((&c - &expect).amax() < 1e-12, "({m}, {k}, {n}) {op:?}");
-                // The portable kernels (no fused multiply-add), as on CPUs without FMA.
-                let mut plain = c0.clone();
-                // SAFETY: the packed panels of p, b and plain have the shapes and strides given.
-                unsafe { kernels::<f64, false>(m, n, k, p.panels().as_ptr(), b.as_ptr(), k, plain.as_mut_ptr(), m) };
-                assert!((&plain - &expect).amax() < 1e-12, "({m}, {k}, {n}) {op:?} without FMA");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let mut narrow = c0.clone();
+                    // SAFETY: the CPU has AVX2 and FMA (checked above); shapes as packed.
+                    unsafe { kernels_avx2(m, n, k, p.panels().as_ptr(), (b.as_ptr(), k), narrow.as_mut_ptr(), m) };
+                    assert!(narrow.iter().zip(c.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "AVX2");
+                }
             }
         }
     }
 
     #[test]
     fn split_products_are_bitwise_those_of_one_thread() {
+        if !available() {
+            return;
+        }
         let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let (m, k, n) = (1000, 128, 40);
         let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f32 * 0.37).sin());
