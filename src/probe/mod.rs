@@ -9,7 +9,7 @@ pub mod norms;
 
 use crate::bptt::{Tape, step_jacobian};
 use crate::cell::{CellKind, Lstm};
-use crate::linalg::{Op, gemm};
+use crate::linalg::{Op, PackedMatrix, ReusedLeft, gemm};
 use crate::params::Params;
 use crate::scalar::Scalar;
 use nalgebra::{DMatrix, DMatrixView, DVector};
@@ -119,7 +119,12 @@ pub fn jacobian_flow<T: Scalar>(
     rayon::scope(|_| {
         let n = tape.state_size();
         let (mut p, mut log_scale, mut next) = (DMatrix::identity(n, n), 0.0, DMatrix::zeros(n, n));
-        let mut stepper = Stepper::new(params, tape, layer, b);
+        let w_hh = match tape.kind {
+            CellKind::Rnn => params.layers()[layer].weight_hh.map(|v| v.as_f64()),
+            _ => DMatrix::zeros(0, 0),
+        };
+        let mut packed = PackedMatrix::default();
+        let mut stepper = Stepper::new(params, tape, (layer, b), &w_hh, &mut packed);
         let mut warm: [Warm; 4] = Default::default();
         let mut per_step: Vec<Vec<FlowRow>> = Vec::with_capacity(tape.steps + 1);
         for s in (0..=tape.steps).rev() {
@@ -138,23 +143,36 @@ pub fn jacobian_flow<T: Scalar>(
 }
 
 /// Steps the product P_s = exp(log_scale)·m back by P_{s-1} = P_s J_s, in its own buffers. Each
-/// step folds 1/max|m| into the product as the GEMM's alpha, so m stays near unit size.
+/// step folds 1/max|m| into the product, so m stays near unit size. The tanh RNN's m is carried
+/// transposed, m = P_sᵀ (same norms): P_{s-1}ᵀ = W_hhᵀ·diag(tanh'(a_s))·P_sᵀ has the fixed left
+/// factor W_hhᵀ, packed once ([`ReusedLeft`]).
 struct Stepper<'a, T: Scalar> {
     params: &'a Params<T>,
     tape: &'a Tape<T>,
     layer: usize,
     batch: usize,
-    /// J_s, or the LSTM's left factor [P_h diag(β) | Q].
+    /// J_s, the LSTM's left factor [P_h diag(β) | Q], or the RNN's diag(tanh'(a_s))·P_sᵀ.
     work: DMatrix<f64>,
     /// The LSTM's [U_o; A].
     stacked: DMatrix<f64>,
+    /// The RNN's W_hhᵀ in f64, ready for products.
+    w_hh_t: Option<ReusedLeft<'a, f64>>,
 }
 
 impl<'a, T: Scalar> Stepper<'a, T> {
-    fn new(params: &'a Params<T>, tape: &'a Tape<T>, layer: usize, batch: usize) -> Self {
+    /// A stepper for sequence `batch` of `layer`; for the RNN, `w_hh` is its W_hh in f64 and
+    /// `buf` holds W_hhᵀ packed.
+    fn new(
+        params: &'a Params<T>,
+        tape: &'a Tape<T>,
+        (layer, batch): (usize, usize),
+        w_hh: &'a DMatrix<f64>,
+        buf: &'a mut PackedMatrix<f64>,
+    ) -> Self {
         let n = tape.state_size();
         let stacked = if tape.kind == CellKind::Lstm { DMatrix::zeros(n, tape.hidden) } else { DMatrix::zeros(0, 0) };
-        Stepper { params, tape, layer, batch, work: DMatrix::zeros(n, n), stacked }
+        let w_hh_t = (tape.kind == CellKind::Rnn).then(|| ReusedLeft::new(w_hh.as_view(), Op::T, n, buf));
+        Stepper { params, tape, layer, batch, work: DMatrix::zeros(n, n), stacked, w_hh_t }
     }
 
     /// Writes m' of P_{s-1} = exp(log_scale')·m' into `next` (s ≥ 1) and returns log_scale'.
@@ -165,22 +183,18 @@ impl<'a, T: Scalar> Stepper<'a, T> {
             if scale > 0.0 && scale.is_finite() { (1.0 / scale, log_scale + scale.ln()) } else { (1.0, log_scale) };
         let (step, w_hh) = (tape.step(self.layer, s, self.batch), &self.params.layers()[self.layer].weight_hh);
         let work = &mut self.work;
-        match tape.kind {
-            CellKind::Lstm => lstm_left_mul(alpha, m, &step, w_hh, (work, &mut self.stacked), next),
-            kind => {
-                if kind == CellKind::Rnn {
-                    // J = diag(tanh'(a))·W_hh, formed in place.
-                    let d = step.block(0);
-                    for (out, w) in work.as_mut_slice().chunks_exact_mut(n).zip(w_hh.as_slice().chunks_exact(n)) {
-                        for ((o, &di), &wi) in out.iter_mut().zip(d).zip(w) {
-                            *o = (di * wi).as_f64();
-                        }
-                    }
-                } else {
-                    work.zip_apply(&step_jacobian(self.params, tape, self.layer, s, self.batch), |w, v| {
-                        *w = v.as_f64()
-                    });
+        match (tape.kind, &self.w_hh_t) {
+            (CellKind::Lstm, _) => lstm_left_mul(alpha, m, &step, w_hh, (work, &mut self.stacked), next),
+            (CellKind::Rnn, Some(w_hh_t)) => {
+                let d: Vec<f64> = step.block(0).iter().map(|&v| alpha * v.as_f64()).collect();
+                for (out, col) in work.as_mut_slice().chunks_exact_mut(n).zip(m.as_slice().chunks_exact(n)) {
+                    out.iter_mut().zip(col).zip(&d).for_each(|((o, &x), &di)| *o = di * x);
                 }
+                next.fill(0.0);
+                w_hh_t.mul_add(work.as_view(), next.as_view_mut());
+            }
+            _ => {
+                work.zip_apply(&step_jacobian(self.params, tape, self.layer, s, self.batch), |w, v| *w = v.as_f64());
                 gemm(alpha, m.as_view(), Op::N, work.as_view(), Op::N, 0.0, next.as_view_mut());
             }
         }
