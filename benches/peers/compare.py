@@ -3,7 +3,8 @@
 CSV written by pytorch_rnn.py, and reports per benchmark both medians, the speed-up
 (PyTorch time / gradlab time) and, for forward+backward, GFLOP/s by the issue's count
 (2*B*G*H*(I+H) flops per step forward, twice that backward) with its fraction of the machine's
-one-core GEMM peak (criterion group `gemm`).
+one-core GEMM peak: the faster of gradlab's square GEMM (criterion group `gemm`, matrixmultiply)
+and PyTorch's (torch.mm, the `gemm` rows of the CSV).
 
 Usage: python3 benches/peers/compare.py pytorch.csv [target/criterion] > table.md
 """
@@ -43,17 +44,32 @@ def gemm_peaks(root):
     return peaks
 
 
+def torch_gemm_peaks(torch_csv):
+    """GFLOP/s of PyTorch's one-core square GEMM per dtype (the CSV's `gemm` rows)."""
+    peaks = {}
+    with open(torch_csv) as f:
+        for row in csv.DictReader(line for line in f if not line.startswith("#")):
+            if row["bench"] == "gemm":
+                peaks[row["id"].split("_N")[0]] = int(row["elements"]) / float(row["median_seconds"]) / 1e9
+    return peaks
+
+
 def main():
     torch_csv = sys.argv[1]
     root = sys.argv[2] if len(sys.argv) > 2 else "target/criterion"
-    peaks = gemm_peaks(root)
-    for dtype, peak in sorted(peaks.items()):
-        print(f"GEMM peak (one core, square), {dtype}: {peak:.1f} GFLOP/s  ")
+    gradlab_peaks, torch_peaks = gemm_peaks(root), torch_gemm_peaks(torch_csv)
+    peaks = {}
+    for dtype in sorted(set(gradlab_peaks) | set(torch_peaks)):
+        g, t = gradlab_peaks.get(dtype, float("nan")), torch_peaks.get(dtype, float("nan"))
+        peaks[dtype] = max(gradlab_peaks.get(dtype, 0.0), torch_peaks.get(dtype, 0.0))
+        print(f"GEMM peak (one core, 1024³), {dtype}: {peaks[dtype]:.1f} GFLOP/s (gradlab/matrixmultiply {g:.1f}, PyTorch {t:.1f})  ")
     print()
     print("| bench | shape | gradlab | PyTorch | speed-up | gradlab GFLOP/s | of GEMM peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
     with open(torch_csv) as f:
         for row in csv.DictReader(line for line in f if not line.startswith("#")):
+            if row["bench"] == "gemm":
+                continue
             ours = criterion_median(root, row["bench"], row["id"])
             theirs = float(row["median_seconds"])
             if ours is None:

@@ -6,7 +6,8 @@ median over repetitions, per call. Also times the "obvious" PyTorch probe of ||d
 uses both).
 
 Usage: python3 benches/peers/pytorch_rnn.py [--quick] > pytorch.csv
-Columns: bench,id,median_seconds,elements (elements = T*B, as criterion's throughput).
+Columns: bench,id,median_seconds,elements (elements = T*B, as criterion's throughput; flops for
+the `gemm` rows, a 1024^3 torch.mm on one thread).
 """
 import argparse
 import os
@@ -56,6 +57,14 @@ def bench_cells(shapes, out):
                 for mode, fn in [("forward", fwd), ("forward_backward", fwd_bwd)]:
                     sec = median_time(fn)
                     print(f"{cell}/{name}/{mode},B{b}_I{i}_H{h},{sec!r},{T * b}", file=out, flush=True)
+
+
+def bench_gemm(out, n=1024):
+    """One-core square GEMM (torch.mm, MKL/oneDNN), as gradlab's `gemm` bench group."""
+    for dtype, name in [(torch.float32, "f32"), (torch.float64, "f64")]:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        sec = median_time(lambda: torch.mm(a, b))
+        print(f"gemm,{name}_N{n},{sec!r},{2 * n**3}", file=out, flush=True)
 
 
 def probe_rnn(w_hh, b_ih, b_hh, w_ih, x):
@@ -126,6 +135,7 @@ def main():
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, {torch.__config__.parallel_info().splitlines()[0]}", file=sys.stderr)
     print("bench,id,median_seconds,elements")
     shapes = [SHAPES[0], SHAPES[2]] if args.quick else SHAPES
+    bench_gemm(sys.stdout)
     bench_cells(shapes, sys.stdout)
     if not args.quick:
         # The probe peer may use every core, as gradlab's probe does.
