@@ -184,7 +184,7 @@ unsafe fn kernels<T: Scalar>(m: usize, n: usize, k: usize, a: *const T, b: Colum
 }
 
 /// Every panel against every block of NR columns (4, 2, 1 at the right edge), KC deep at a
-/// time. `b` is read once per panel, so it should fit in L2 (see [`super::gemm`]).
+/// time. `b` is read once per panel: one step's few batch columns, so it stays in cache.
 ///
 /// # Safety
 /// `a` holds ⌈m/MR⌉ packed panels of depth k; `b` is k × n; `c` is m × n with column stride

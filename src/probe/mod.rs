@@ -186,9 +186,9 @@ impl<'a, T: Scalar> Stepper<'a, T> {
         match (tape.kind, &self.w_hh_t) {
             (CellKind::Lstm, _) => lstm_left_mul(alpha, m, &step, w_hh, (work, &mut self.stacked), next),
             (CellKind::Rnn, Some(w_hh_t)) => {
-                let d: Vec<f64> = step.block(0).iter().map(|&v| alpha * v.as_f64()).collect();
+                let d = step.block(0);
                 for (out, col) in work.as_mut_slice().chunks_exact_mut(n).zip(m.as_slice().chunks_exact(n)) {
-                    out.iter_mut().zip(col).zip(&d).for_each(|((o, &x), &di)| *o = di * x);
+                    out.iter_mut().zip(col).zip(d).for_each(|((o, &x), &di)| *o = (alpha * di.as_f64()) * x);
                 }
                 next.fill(0.0);
                 w_hh_t.mul_add(work.as_view(), next.as_view_mut());
