@@ -12,7 +12,7 @@ use gradlab::cell::CellKind;
 use gradlab::init::InitSpec;
 use gradlab::linalg::{Op, gemm};
 use gradlab::params::Params;
-use gradlab::probe::jacobian_flow;
+use gradlab::probe::{Quantity, jacobian_flow};
 use gradlab::scalar::Scalar;
 use nalgebra::DMatrix;
 use rand::SeedableRng;
@@ -84,7 +84,8 @@ fn probe(c: &mut Criterion) {
     let mut group = c.benchmark_group("probe/f64/H256_T500");
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
     for cell in CellKind::ALL {
-        let which: &[&str] = if cell == CellKind::Lstm { &["dh", "dc", "dstate"] } else { &["dh"] };
+        let which: &[Quantity] =
+            if cell == CellKind::Lstm { &[Quantity::Dh, Quantity::Dc, Quantity::Dstate] } else { &[Quantity::Dh] };
         group.throughput(Throughput::Elements(500));
         let mut state = None;
         group.bench_with_input(BenchmarkId::from_parameter(cell), &(), |bench, _| {

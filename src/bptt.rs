@@ -173,22 +173,29 @@ pub fn forward_into<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &mu
 /// Backpropagates `dy` = ∂L/∂y (O × T·B) through a tape made by [`forward`] from the same
 /// `params` and `inputs`.
 pub fn backward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T>, dy: &DMatrix<T>) -> Grads<T> {
-    let empty = || DMatrix::zeros(0, 0);
-    let mut grads = Grads {
-        params: params.zeros_like(),
-        x: empty(),
-        h0: Vec::new(),
-        c0: Vec::new(),
-        scratch: Scratch {
-            da_ih: empty(),
-            da_hh: empty(),
-            from_above: empty(),
-            to_below: empty(),
-            w_hh_t: PackedMatrix::default(),
-        },
-    };
+    let mut grads = Grads::empty(params);
     backward_into(params, inputs, tape, dy, &mut grads);
     grads
+}
+
+impl<T: Scalar> Grads<T> {
+    /// Zero parameter gradients and empty buffers, for a first [`backward_into`].
+    fn empty(params: &Params<T>) -> Self {
+        let empty = || DMatrix::zeros(0, 0);
+        Grads {
+            params: params.zeros_like(),
+            x: empty(),
+            h0: Vec::new(),
+            c0: Vec::new(),
+            scratch: Scratch {
+                da_ih: empty(),
+                da_hh: empty(),
+                from_above: empty(),
+                to_below: empty(),
+                w_hh_t: PackedMatrix::default(),
+            },
+        }
+    }
 }
 
 /// [`backward`] into existing gradients, reusing their buffers where the shapes fit (as after
@@ -201,10 +208,44 @@ pub fn backward_into<T: Scalar>(
     grads: &mut Grads<T>,
 ) {
     match params.kind() {
-        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, grads),
-        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, grads),
-        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, grads),
+        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, grads, None),
+        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, grads, None),
+        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, grads, None),
     }
+}
+
+/// One layer's error signal at every step, as BPTT delivers it: column s·B + b is sequence b at
+/// step s = 0..=T.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateGradients<T: Scalar> {
+    /// H × (T+1)·B: the total ∂L/∂h_s (from step s + 1 and from outside the recurrence at s).
+    pub h: DMatrix<T>,
+    /// H × (T+1)·B: ∂L/∂c_s (LSTM); 0 rows for other cells.
+    pub c: DMatrix<T>,
+}
+
+/// The error signal as BPTT delivers it, per layer, in the tape's own precision (no rescaling):
+/// values that underflow in T's arithmetic are lost exactly as in training, which is the point
+/// (THEORY.md §5, precision).
+pub fn state_gradients<T: Scalar>(
+    params: &Params<T>,
+    inputs: &Inputs<T>,
+    tape: &Tape<T>,
+    dy: &DMatrix<T>,
+) -> Vec<StateGradients<T>> {
+    let cols = (tape.steps + 1) * tape.batch;
+    let ch = if tape.kind.has_cell_state() { tape.hidden } else { 0 };
+    let mut record = vec![
+        StateGradients { h: DMatrix::zeros(tape.hidden, cols), c: DMatrix::zeros(ch, cols) };
+        params.layers().len()
+    ];
+    let mut grads = Grads::empty(params);
+    match params.kind() {
+        CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
+        CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
+        CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
+    }
+    record
 }
 
 /// Forward, loss and backward in one call: (tape, loss, gradients).
@@ -427,6 +468,7 @@ fn backward_cell<C: Cell, T: Scalar>(
     tape: &Tape<T>,
     dy: &DMatrix<T>,
     grads: &mut Grads<T>,
+    mut record: Option<&mut Vec<StateGradients<T>>>,
 ) {
     let (steps, batch, hidden) = (tape.steps, tape.batch, tape.hidden);
     let ch = if C::HAS_C { hidden } else { 0 };
@@ -466,12 +508,20 @@ fn backward_cell<C: Cell, T: Scalar>(
         for t in (1..=steps).rev() {
             dh_total.copy_from(&from_above.columns((t - 1) * batch, batch));
             dh_total += &dh;
+            if let Some(rec) = record.as_deref_mut() {
+                rec[k].h.columns_mut(t * batch, batch).copy_from(&dh_total);
+                rec[k].c.columns_mut(t * batch, batch).copy_from(&dc);
+            }
             let back = BackSlices { dh: &dh_total, dc: &dc, dh_prev: &mut dh_prev, dc_prev: &mut dc_prev };
             backward_columns_dispatch::<C, T>(tape, (k, t), back, da_ih, da_hh);
             let da_rec = if C::SPLIT_HH { &*da_hh } else { &*da_ih };
             w_hh_t.mul_add(da_rec.columns((t - 1) * batch, batch), dh_prev.as_view_mut());
             std::mem::swap(&mut dh, &mut dh_prev);
             std::mem::swap(&mut dc, &mut dc_prev);
+        }
+        if let Some(rec) = record.as_deref_mut() {
+            rec[k].h.columns_mut(0, batch).copy_from(&dh);
+            rec[k].c.columns_mut(0, batch).copy_from(&dc);
         }
         h0[k] = dh;
         if C::HAS_C {

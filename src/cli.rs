@@ -2,6 +2,7 @@
 
 use crate::cell::CellKind;
 use crate::loss::LossKind;
+use crate::probe::Q0;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -33,8 +34,16 @@ pub struct ExperimentArgs {
 pub enum ExperimentCommand {
     /// List the built-in experiments.
     List,
-    /// The built-in `vanishing` experiment: gradient decay in tanh RNN, LSTM and GRU.
+    /// Built in: gradient decay in tanh RNN, LSTM and GRU (rates, horizons, λ₁).
     Vanishing(RunArgs),
+    /// Built in: where the forget gate dominates the LSTM's ∂c_t/∂c_{t-1}, and where it does not.
+    Gates(RunArgs),
+    /// Built in: is the LSTM's ∂c_T/∂c_s the product of its forget gates?
+    Memory(RunArgs),
+    /// Built in: the tanh RNN's decay rate against the mean-field ½ ln χ across gains.
+    EdgeOfChaos(RunArgs),
+    /// Built in: where plain f32 and f64 BPTT lose the gradient to underflow.
+    Precision(RunArgs),
     /// Run an experiment spec (TOML) of your own.
     Run {
         /// The spec file.
@@ -43,6 +52,20 @@ pub enum ExperimentCommand {
         #[command(flatten)]
         args: RunArgs,
     },
+}
+
+impl ExperimentCommand {
+    /// The built-in experiment this names and its options, if it names one.
+    pub fn built_in(&self) -> Option<(&'static str, &RunArgs)> {
+        match self {
+            ExperimentCommand::Vanishing(a) => Some(("vanishing", a)),
+            ExperimentCommand::Gates(a) => Some(("gates", a)),
+            ExperimentCommand::Memory(a) => Some(("memory", a)),
+            ExperimentCommand::EdgeOfChaos(a) => Some(("edge-of-chaos", a)),
+            ExperimentCommand::Precision(a) => Some(("precision", a)),
+            ExperimentCommand::List | ExperimentCommand::Run { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -99,12 +122,25 @@ pub struct ProbeArgs {
     /// of a loss at the last step is probed too.
     #[arg(long, value_name = "X.safetensors")]
     pub input: PathBuf,
-    /// Folder for probe.csv, decomp.csv (LSTM) and lyapunov.csv.
+    /// Folder for probe.csv, summary.csv, decomp.csv (LSTM) and lyapunov.csv.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// The cell; by default read from the weights.
     #[arg(long)]
     pub cell: Option<CellKind>,
+    /// Lyapunov: steps run before the exponents are accumulated (must be < T). The default 0 with
+    /// --q0 identity gives the finite-time exponents of the given sequence.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub burn_in: usize,
+    /// Lyapunov: the start Q_0, the identity (h first) or a random orthonormal matrix.
+    #[arg(long, value_enum, default_value_t = Q0::Identity)]
+    pub q0: Q0,
+    /// Lyapunov: seed of the random Q_0.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Horizon threshold: the horizon is the smallest distance after which the norm stays below it.
+    #[arg(long, value_name = "EPS", default_value_t = 1e-3)]
+    pub threshold: f64,
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,

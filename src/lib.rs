@@ -5,6 +5,8 @@
 //! - [`params`], [`loss`]: parameters in PyTorch's layout, `mse` and `ce` losses;
 //! - [`tensors`]: safetensors input and output with checked shapes, dtypes and values;
 //! - [`probe`]: gradient-flow probes: Jacobian-product norms, LSTM decomposition, Lyapunov spectra;
+//! - [`estimate`]: decay rates, horizons and regimes of a curve; [`meanfield`]: ½ ln χ theory;
+//! - [`experiment`]: the generic sweep runner and one file per experiment;
 //! - [`cmd`], [`cli`]: the `gradlab` commands; [`output`]: CSV files;
 //! - [`scalar`], [`linalg`]: f32/f64 and the GEMM every product goes through.
 
@@ -13,10 +15,12 @@ pub mod cell;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod estimate;
 pub mod experiment;
 pub mod init;
 pub mod linalg;
 pub mod loss;
+pub mod meanfield;
 pub mod model_file;
 pub mod output;
 pub mod params;

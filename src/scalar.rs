@@ -11,6 +11,8 @@ pub trait Scalar: RealField + Copy + Default + Debug + Display + Send + Sync + '
     const DTYPE: Dtype;
     /// Short name for messages and file metadata (`"f32"` or `"f64"`).
     const NAME: &'static str;
+    /// The smallest positive normal value (2^−126, 2^−1022), as f64: below it values are subnormal.
+    const SMALLEST_NORMAL: f64;
     /// Converts from f64, rounding to nearest (for constants and file values).
     fn of(v: f64) -> Self;
     /// Converts to f64 exactly.
@@ -46,6 +48,7 @@ pub trait Scalar: RealField + Copy + Default + Debug + Display + Send + Sync + '
 impl Scalar for f64 {
     const DTYPE: Dtype = Dtype::F64;
     const NAME: &'static str = "f64";
+    const SMALLEST_NORMAL: f64 = f64::MIN_POSITIVE;
     fn of(v: f64) -> Self {
         v
     }
@@ -82,6 +85,7 @@ impl Scalar for f64 {
 impl Scalar for f32 {
     const DTYPE: Dtype = Dtype::F32;
     const NAME: &'static str = "f32";
+    const SMALLEST_NORMAL: f64 = f32::MIN_POSITIVE as f64;
     fn of(v: f64) -> Self {
         v as f32
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 const TINY: &str = r#"
+kind = "vanishing"
 name = "tiny"
 seed = 7
 cells = ["rnn", "lstm", "gru"]
@@ -17,12 +18,12 @@ input_size = 3
 [probes]
 quantities = ["dh", "dc", "dstate"]
 lyapunov = 3
+lyapunov_burn_in = 4
 [init.pytorch]
 [init.forget1]
 cells = ["lstm"]
 gate_bias = ["forget-bias(1.0)"]
 "#;
-
 fn gradlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args).output().unwrap()
 }
@@ -56,17 +57,37 @@ fn tiny_spec_runs_end_to_end() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     // Points: rnn×pytorch, lstm×{pytorch, forget1}, gru×pytorch = 4 pairs × 2 lengths × 2 seeds.
     assert!(stdout.contains("16 grid points"), "{stdout}");
-    assert!(stdout.contains("lstm   forget1"), "{stdout}");
+    assert!(stdout.contains("| lstm | forget1 | 6 | dstate |"), "{stdout}");
     let out = dir.path().join("out");
-    for f in ["decay.png", "decay.svg", "rate.png", "rate.svg", "decomposition.png", "decomposition.svg"] {
+    for f in ["decay.png", "decay.svg", "rate.png", "rate.svg"] {
         let bytes = std::fs::read(out.join(f)).unwrap();
         assert!(bytes.len() > 1000, "{f} is too small");
     }
     assert_eq!(std::fs::read_to_string(out.join("spec.toml")).unwrap(), TINY);
 
+    assert_eq!(std::fs::read_to_string(out.join("summary.md")).unwrap().lines().next(), stdout.lines().nth(2));
+
     let (h, summary) = read_csv(&out.join("summary.csv"));
-    assert_eq!(&h[..6], ["cell", "init", "hidden", "seq_len", "seed", "batch"]);
-    assert_eq!(summary.len(), 16 * 2);
+    assert_eq!(
+        h,
+        [
+            "cell",
+            "init",
+            "hidden",
+            "seq_len",
+            "seed",
+            "batch",
+            "quantity",
+            "decay_rate",
+            "decay_rate_se",
+            "decay_rate_near",
+            "horizon",
+            "regime",
+            "log_norm_end"
+        ]
+    );
+    // One row per sequence and quantity: dh for 16 points, dc and dstate for the 8 LSTM points.
+    assert_eq!(summary.len(), (16 + 8 * 2) * 2);
     let rate = h.iter().position(|c| c == "decay_rate").unwrap();
     assert!(summary.iter().all(|r| r[rate].parse::<f64>().unwrap() < 0.0), "small PyTorch-default nets vanish");
 
@@ -79,11 +100,57 @@ fn tiny_spec_runs_end_to_end() {
     assert_eq!(curves.iter().filter(|r| r[q] == "dh").count(), dh_rows);
     assert_eq!(curves.iter().filter(|r| r[q] != "dh").count(), lstm_rows);
 
-    let (_, lyap) = read_csv(&out.join("lyapunov.csv"));
+    let (h, lyap) = read_csv(&out.join("lyapunov.csv"));
     assert_eq!(lyap.len(), 16 * 2 * 3);
-    let (_, decomp) = read_csv(&out.join("decomp.csv"));
-    // Only at the longest T: 2 LSTM inits × 2 seeds × 2 sequences × (T-1) steps × 6 terms.
-    assert_eq!(decomp.len(), 2 * 2 * 2 * 11 * 6);
+    assert_eq!(h[6..], ["index", "exponent", "se"]);
+}
+
+/// A built-in spec shrunk to a few seconds in a debug build: small H and T, two seeds, a short
+/// burn-in; everything else (kind, cells, inits, probes) as built in.
+fn shrunk(name: &str) -> String {
+    let text = gradlab::experiment::BUILT_IN.iter().find(|(n, _)| *n == name).unwrap().1;
+    let mut t: toml::Table = text.parse().unwrap();
+    t.insert("hidden".into(), toml::Value::Array(vec![toml::Value::Integer(6)]));
+    t.insert("seq_len".into(), toml::Value::Array(vec![toml::Value::Integer(30)]));
+    t.insert("seeds".into(), toml::Value::Array(vec![toml::Value::Integer(0), toml::Value::Integer(1)]));
+    if let Some(p) = t.get_mut("probes").and_then(|p| p.as_table_mut())
+        && p.contains_key("lyapunov_burn_in")
+    {
+        p.insert("lyapunov_burn_in".into(), toml::Value::Integer(10));
+    }
+    toml::to_string(&t).unwrap()
+}
+
+#[test]
+fn every_built_in_writes_identical_bytes_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, _) in gradlab::experiment::BUILT_IN {
+        let spec = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&spec, shrunk(name)).unwrap();
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let out = dir.path().join(format!("{name}-{threads}"));
+            let o = gradlab(&[
+                "experiment",
+                "run",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--threads",
+                threads,
+            ]);
+            assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+            outputs.push(out);
+        }
+        let mut files: Vec<_> = std::fs::read_dir(&outputs[0]).unwrap().map(|e| e.unwrap().file_name()).collect();
+        files.sort();
+        assert!(files.len() >= 5, "{name}: {files:?}");
+        for f in files {
+            let a = std::fs::read(outputs[0].join(&f)).unwrap();
+            let b = std::fs::read(outputs[1].join(&f)).unwrap();
+            assert!(a == b, "{name}: {f:?} differs between 1 and 2 threads");
+        }
+    }
 }
 
 #[test]
@@ -91,16 +158,7 @@ fn one_and_two_threads_write_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
     assert!(run_tiny(dir.path(), "one", "1").status.success());
     assert!(run_tiny(dir.path(), "two", "2").status.success());
-    for f in [
-        "curves.csv",
-        "summary.csv",
-        "lyapunov.csv",
-        "decomp.csv",
-        "decay.svg",
-        "decay.png",
-        "rate.svg",
-        "decomposition.svg",
-    ] {
+    for f in ["curves.csv", "summary.csv", "lyapunov.csv", "summary.md", "decay.svg", "decay.png", "rate.svg"] {
         let a = std::fs::read(dir.path().join("one").join(f)).unwrap();
         let b = std::fs::read(dir.path().join("two").join(f)).unwrap();
         assert!(a == b, "{f} differs between 1 and 2 threads");
@@ -147,7 +205,10 @@ fn list_shows_the_built_in_experiments() {
     let o = gradlab(&["experiment", "list"]);
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("vanishing") && s.contains("225 grid points"), "{s}");
+    for (name, _) in gradlab::experiment::BUILT_IN {
+        assert!(s.contains(&format!("  {name} ")), "{name} is not listed: {s}");
+    }
+    assert!(s.contains("180 grid points"), "{s}");
 }
 
 #[test]
@@ -189,6 +250,10 @@ fn probe_command_writes_its_three_files() {
     assert_eq!(rows.len(), 3 * (3 * 3 + 2) + 3 * 3);
     assert_eq!(read_csv(&out.join("decomp.csv")).1.len(), 3 * 6);
     assert_eq!(read_csv(&out.join("lyapunov.csv")).1.len(), 3 * 6);
+    // One summary row per sequence and quantity (dh, dc, dstate, dc_total, err).
+    let (h, summary) = read_csv(&out.join("summary.csv"));
+    assert_eq!(summary.len(), 3 * 5);
+    assert_eq!(h[..4], ["layer", "batch", "quantity", "decay_rate"]);
     let o = Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&[])).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "existing probe files are not overwritten without --force");
     assert!(Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&["--force"])).output().unwrap().status.success());

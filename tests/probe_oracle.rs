@@ -5,7 +5,7 @@
 use gradlab::bptt::forward;
 use gradlab::model_file::{load_inputs, load_params};
 use gradlab::output::csv_bytes;
-use gradlab::probe::{QUANTITIES, jacobian_flow, lstm_decomposition, lyapunov_rows};
+use gradlab::probe::{LyapunovOptions, Quantity, jacobian_flow, lstm_decomposition, lyapunov_rows};
 use gradlab::tensors::TensorFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,8 @@ fn probes_match_the_reference_cases() {
         let batches = 0..inputs.batch;
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
 
-        let flow: Vec<_> = batches.clone().flat_map(|b| jacobian_flow(&params, &tape, 0, b, &QUANTITIES)).collect();
+        let flow: Vec<_> =
+            batches.clone().flat_map(|b| jacobian_flow(&params, &tape, 0, b, &Quantity::PRODUCTS)).collect();
         let ours = records(&csv_bytes(&flow).unwrap());
         let reference = records(&std::fs::read(dir.join("probe.csv")).unwrap());
         let worst = compare(&ours, &reference, &["cell", "batch", "step", "distance", "quantity"], |a, b| {
@@ -67,7 +68,10 @@ fn probes_match_the_reference_cases() {
         });
         assert!(worst <= 1e-8, "{name}: probe.csv log-norm error {worst:.2e}");
 
-        let lyap: Vec<_> = batches.clone().flat_map(|b| lyapunov_rows(&params, &tape, 0, b)).collect();
+        let lyap: Vec<_> = batches
+            .clone()
+            .flat_map(|b| lyapunov_rows(&params, &tape, 0, b, &LyapunovOptions::finite_time(None)))
+            .collect();
         let ours_l = records(&csv_bytes(&lyap).unwrap());
         let reference_l = records(&std::fs::read(dir.join("lyapunov.csv")).unwrap());
         let worst_l = compare(&ours_l, &reference_l, &["cell", "batch", "index"], |a, b| {

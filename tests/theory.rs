@@ -5,7 +5,7 @@
 use gradlab::bptt::{Inputs, forward};
 use gradlab::cell::CellKind;
 use gradlab::init::{InitSpec, Scheme};
-use gradlab::probe::{jacobian_flow, lyapunov};
+use gradlab::probe::{LyapunovOptions, Quantity, jacobian_flow, lyapunov};
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,11 +33,11 @@ fn orthogonal_times_g_gives_every_exponent_ln_g() {
         };
         let (params, tape) = zero_input_tape(&spec, 12, 50, 1);
         assert_eq!(tape.layers[0].hs.amax(), 0.0, "h must stay 0");
-        for (i, l) in lyapunov(&params, &tape, 0, 0, None).iter().enumerate() {
+        for (i, l) in lyapunov(&params, &tape, 0, 0, &LyapunovOptions::finite_time(None)).exponents.iter().enumerate() {
             assert!((l - g.ln()).abs() < 1e-13, "g = {g}: exponent {i} = {l}, expected {}", g.ln());
         }
         // And ∂h_T/∂h_s = (gQ)^{T-s}: every singular value g^{T-s}.
-        for row in jacobian_flow(&params, &tape, 0, 0, &["dh"]) {
+        for row in jacobian_flow(&params, &tape, 0, 0, &[Quantity::Dh]) {
             let k = row.distance as f64;
             assert!((row.log_spectral_norm - k * g.ln()).abs() < 1e-11, "{row:?}");
             assert!((row.log_frobenius_norm - (k * g.ln() + 0.5 * 12f64.ln())).abs() < 1e-11, "{row:?}");
@@ -54,7 +54,9 @@ fn identity_recurrence_has_zero_exponents() {
         gate_bias: vec![],
     };
     let (params, tape) = zero_input_tape(&spec, 8, 40, 2);
-    assert!(lyapunov(&params, &tape, 0, 0, None).iter().all(|l| l.abs() < 1e-15));
+    assert!(
+        lyapunov(&params, &tape, 0, 0, &LyapunovOptions::finite_time(None)).exponents.iter().all(|l| l.abs() < 1e-15)
+    );
 }
 
 #[test]
@@ -74,7 +76,7 @@ fn pascanu_bound_holds_on_random_rnns() {
         let gamma = tape.layers[0].cache.amax(); // max tanh'(a) over the trajectory, ≤ 1
         assert!(gamma <= 1.0);
         let mut tight = f64::INFINITY;
-        for row in jacobian_flow(&params, &tape, 0, 0, &["dh"]) {
+        for row in jacobian_flow(&params, &tape, 0, 0, &[Quantity::Dh]) {
             let bound = row.distance as f64 * (gamma * sigma).ln();
             assert!(row.log_spectral_norm <= bound + 1e-12, "g = {g}: {} > bound {bound}", row.log_spectral_norm);
             if row.distance > 0 {
@@ -96,7 +98,7 @@ fn saturated_rnn_at_t_1000_has_finite_log_norms() {
     let params = spec.build(CellKind::Rnn, 1, 4, 16, &mut ChaCha8Rng::seed_from_u64(5));
     let x = DMatrix::from_fn(4, 1000, |i, j| ((i * 13 + j * 5) as f64 * 0.37).cos());
     let tape = forward(&params, &Inputs::with_zero_state(&params, x, 1000, 1));
-    let rows = jacobian_flow(&params, &tape, 0, 0, &["dh"]);
+    let rows = jacobian_flow(&params, &tape, 0, 0, &[Quantity::Dh]);
     assert_eq!(rows.len(), 1001);
     for r in &rows {
         assert!(r.log_spectral_norm.is_finite() && r.log_frobenius_norm.is_finite(), "{r:?}");
@@ -120,8 +122,8 @@ fn leading_lyapunov_exponents_match_the_full_spectrum() {
         let params = spec.build(cell, 1, 3, 10, &mut ChaCha8Rng::seed_from_u64(9));
         let x = DMatrix::from_fn(3, 80, |i, j| ((i * 5 + j * 11) as f64 * 0.21).sin());
         let tape = forward(&params, &Inputs::with_zero_state(&params, x, 80, 1));
-        let full = lyapunov(&params, &tape, 0, 0, None);
-        let top = lyapunov(&params, &tape, 0, 0, Some(3));
+        let full = lyapunov(&params, &tape, 0, 0, &LyapunovOptions::finite_time(None)).exponents;
+        let top = lyapunov(&params, &tape, 0, 0, &LyapunovOptions::finite_time(Some(3))).exponents;
         assert_eq!(top.len(), 3);
         for (a, b) in top.iter().zip(&full) {
             assert!((a - b).abs() < 1e-12, "{cell}: {a} vs {b}");
@@ -133,7 +135,8 @@ fn leading_lyapunov_exponents_match_the_full_spectrum() {
 fn probe_spectral_norms_match_a_plain_svd_on_large_states() {
     // H = 64 (LSTM state 128), norms by the warm-started Lanczos process: every norm must agree
     // with an SVD of the plainly multiplied product.
-    for (cell, q) in [(CellKind::Rnn, "dh"), (CellKind::Lstm, "dstate"), (CellKind::Gru, "dh")] {
+    for (cell, q) in [(CellKind::Rnn, Quantity::Dh), (CellKind::Lstm, Quantity::Dstate), (CellKind::Gru, Quantity::Dh)]
+    {
         let spec = InitSpec {
             recurrent: vec![Scheme::Orthogonal(1.0)],
             input: vec![Scheme::Gaussian(1.0)],

@@ -1,18 +1,37 @@
 //! `gradlab probe`: gradient-flow probes of a user's model on a user's batch, written as
-//! `probe.csv`, `decomp.csv` (LSTM) and `lyapunov.csv` in one folder.
+//! `probe.csv`, `summary.csv` (the estimators of every curve), `decomp.csv` (LSTM) and
+//! `lyapunov.csv` in one folder.
 
 use crate::bptt::{Tape, forward};
 use crate::cli::ProbeArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::estimate::{CurveSummary, Regime, summarize};
 use crate::loss::{Targets, loss_and_grad};
 use crate::model_file::{load_inputs, load_params, load_targets};
 use crate::output::write_csv;
 use crate::params::Params;
-use crate::probe::{FlowRow, QUANTITIES, error_signal, jacobian_flow, lstm_decomposition, lyapunov_rows};
+use crate::probe::{
+    FlowRow, LyapunovOptions, LyapunovRow, Quantity, error_signal, jacobian_flow, lstm_decomposition, lyapunov_rows,
+};
 use crate::tensors::{TensorFile, check_writable};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// The estimators of one curve of `probe.csv`: a row of `summary.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub layer: usize,
+    pub batch: usize,
+    pub quantity: Quantity,
+    pub decay_rate: Option<f64>,
+    pub decay_rate_se: Option<f64>,
+    pub decay_rate_near: Option<f64>,
+    pub horizon: Option<usize>,
+    pub regime: Regime,
+}
 
 /// Runs the command; returns the report to print.
 pub fn run(args: &ProbeArgs) -> Result<String> {
@@ -22,11 +41,25 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
     let inputs = load_inputs(&input, &params)?;
     let targets = load_targets(&input, &params, &inputs, None)?;
     let lstm = params.kind().has_cell_state();
-    let files: Vec<&str> =
-        if lstm { vec!["probe.csv", "decomp.csv", "lyapunov.csv"] } else { vec!["probe.csv", "lyapunov.csv"] };
+    let mut files = vec!["probe.csv", "summary.csv", "lyapunov.csv"];
+    if lstm {
+        files.insert(2, "decomp.csv");
+    }
+    if args.burn_in >= inputs.steps {
+        return Err(Error::Usage(format!(
+            "--burn-in {}: must be shorter than the sequence (T = {} in {})",
+            args.burn_in,
+            inputs.steps,
+            args.input.display()
+        )));
+    }
+    if !(args.threshold > 0.0 && args.threshold < 1.0) {
+        return Err(Error::Usage(format!("--threshold {}: must be in (0, 1)", args.threshold)));
+    }
     for f in &files {
         check_writable(&args.out.join(f), args.force)?;
     }
+    let lyap_opts = LyapunovOptions { count: None, burn_in: args.burn_in, q0: args.q0, seed: args.seed };
 
     let tape = forward(&params, &inputs);
     let n_layers = params.layers().len();
@@ -35,12 +68,12 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
     let results: Vec<_> = jobs
         .par_iter()
         .map(|&(layer, b)| {
-            let mut flow = jacobian_flow(&params, &tape, layer, b, &QUANTITIES);
+            let mut flow = jacobian_flow(&params, &tape, layer, b, &Quantity::PRODUCTS);
             if let Some(g) = top_error.as_ref().filter(|_| layer + 1 == n_layers) {
                 flow.extend(error_signal(&params, &tape, layer, b, g.column(b).as_slice()));
             }
             let decomp = if lstm { lstm_decomposition(&params, &tape, layer, b) } else { Vec::new() };
-            (flow, decomp, lyapunov_rows(&params, &tape, layer, b))
+            (flow, decomp, lyapunov_rows(&params, &tape, layer, b, &lyap_opts))
         })
         .collect();
     let mut flow = Vec::new();
@@ -51,12 +84,31 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
         decomp.extend(d);
         lyap.extend(l);
     }
+    let summary = summaries(&flow, args.threshold);
     write_csv(&args.out.join("probe.csv"), &flow, args.force)?;
+    write_csv(&args.out.join("summary.csv"), &summary, args.force)?;
     if lstm {
         write_csv(&args.out.join("decomp.csv"), &decomp, args.force)?;
     }
     write_csv(&args.out.join("lyapunov.csv"), &lyap, args.force)?;
-    Ok(report(&params, &tape, &flow, &lyap, &files, args))
+    Ok(report(&params, &tape, &summary, &lyap, &files, args))
+}
+
+/// The estimators of every (layer, sequence, quantity) curve of `flow`.
+fn summaries(flow: &[FlowRow], threshold: f64) -> Vec<SummaryRow> {
+    let mut curves: BTreeMap<(usize, usize, Quantity), Vec<f64>> = BTreeMap::new();
+    // Rows come by step s = 0..T; a curve goes by distance k = T − s.
+    for r in flow.iter().rev() {
+        curves.entry((r.layer, r.batch, r.quantity)).or_default().push(r.log_spectral_norm);
+    }
+    curves
+        .into_iter()
+        .map(|((layer, batch, quantity), curve)| {
+            let CurveSummary { decay_rate, decay_rate_se, decay_rate_near, horizon, regime } =
+                summarize(&curve, threshold);
+            SummaryRow { layer, batch, quantity, decay_rate, decay_rate_se, decay_rate_near, horizon, regime }
+        })
+        .collect()
 }
 
 /// ∂L_T/∂h_T (H × B) of the top layer for the loss at the last step only.
@@ -77,40 +129,48 @@ fn last_step_error(params: &Params<f64>, tape: &Tape<f64>, targets: &Targets<f64
 fn report(
     params: &Params<f64>,
     tape: &Tape<f64>,
-    flow: &[FlowRow],
-    lyap: &[crate::probe::LyapunovRow],
+    summary: &[SummaryRow],
+    lyap: &[LyapunovRow],
     files: &[&str],
     args: &ProbeArgs,
 ) -> String {
     let mut r = String::new();
     let _ = writeln!(
         r,
-        "{} × {} layer(s), H = {}; T = {}, B = {}",
+        "{} × {} layer(s), H = {}; T = {}, B = {}; decay rates per step over k in [T/2, T] (far) and \
+         [1, min(50, T/4)] (near); horizon at {:e}; λ₁ with burn-in {}, Q₀ {:?}",
         params.kind(),
         params.layers().len(),
         params.hidden(),
         tape.steps,
-        tape.batch
+        tape.batch,
+        args.threshold,
+        args.burn_in,
+        args.q0
     );
     let _ = writeln!(
         r,
-        "{:>5} {:>5} {:>22} {:>22} {:>10}",
-        "layer", "batch", "log10 ‖∂h_T/∂h_0‖₂", "dh decay per step", "top λ"
+        "{:>5} {:>5} {:>8} {:>11} {:>15} {:>8} {:>10} {:>10}",
+        "layer", "batch", "quantity", "decay_rate", "decay_rate_near", "horizon", "regime", "top λ"
     );
-    for row in flow.iter().filter(|r| r.quantity == "dh" && r.step == 0) {
+    let num = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
+    for row in summary {
         let top = lyap
             .iter()
             .find(|l| l.layer == row.layer && l.batch == row.batch && l.index == 0)
-            .map_or(f64::NAN, |l| l.exponent);
-        let per_step = if tape.steps > 0 { row.log_spectral_norm / tape.steps as f64 } else { 0.0 };
+            .map(|l| l.exponent)
+            .filter(|_| row.quantity == Quantity::Dh || row.quantity == Quantity::Dstate);
         let _ = writeln!(
             r,
-            "{:>5} {:>5} {:>22.4} {:>22.4} {:>10.4}",
+            "{:>5} {:>5} {:>8} {:>11} {:>15} {:>8} {:>10} {:>10}",
             row.layer,
             row.batch,
-            row.log_spectral_norm / std::f64::consts::LN_10,
-            per_step,
-            top
+            row.quantity.name(),
+            num(row.decay_rate),
+            num(row.decay_rate_near),
+            row.horizon.map_or("none".to_string(), |k| k.to_string()),
+            row.regime.to_string(),
+            num(top)
         );
     }
     let paths: Vec<String> = files.iter().map(|f| args.out.join(f).display().to_string()).collect();

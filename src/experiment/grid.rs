@@ -1,10 +1,16 @@
 //! The grid of an experiment: a flat, ordered list of points, each carrying its own parameters
-//! and its own random stream, so results do not depend on thread count or run order.
+//! and its own random stream, so results do not depend on thread count or run order; and what a
+//! point draws from its stream first (its network and inputs).
 
-use super::spec::Spec;
+use super::spec::{InputDist, Spec};
+use crate::bptt::Inputs;
 use crate::cell::CellKind;
-use rand::SeedableRng;
+use crate::params::Params;
+use nalgebra::DMatrix;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::Serialize;
 
 /// One run of the experiment.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +23,32 @@ pub struct Point {
     pub hidden: usize,
     pub seq_len: usize,
     pub seed: u64,
+}
+
+/// The grid point and sequence a row belongs to: the leading columns of every experiment CSV
+/// (written as the first half of a `(Key, Row)` pair, which the csv crate flattens).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Key {
+    pub cell: CellKind,
+    pub init: String,
+    pub hidden: usize,
+    pub seq_len: usize,
+    pub seed: u64,
+    /// Sequence index within the point's batch.
+    pub batch: usize,
+}
+
+impl Key {
+    pub fn new(spec: &Spec, p: &Point, batch: usize) -> Key {
+        Key {
+            cell: p.cell,
+            init: spec.inits[p.init].label.clone(),
+            hidden: p.hidden,
+            seq_len: p.seq_len,
+            seed: p.seed,
+            batch,
+        }
+    }
 }
 
 /// The Cartesian product in a fixed order: cell, init, hidden, seq_len, seed; an init is paired
@@ -45,6 +77,24 @@ pub fn expand(spec: &Spec) -> Vec<Point> {
 pub fn point_rng(spec: &Spec, p: &Point) -> ChaCha8Rng {
     let key = format!("{}|{}|{}|{}", p.cell.name(), spec.inits[p.init].label, p.hidden, p.seed);
     ChaCha8Rng::seed_from_u64(splitmix64(spec.seed ^ fnv1a(key.as_bytes())))
+}
+
+/// A point's network (one layer, f64) and input batch with zero initial state, drawn from `rng`
+/// in that order: weights, then inputs column by column.
+pub fn draw(spec: &Spec, p: &Point, rng: &mut ChaCha8Rng) -> (Params<f64>, Inputs<f64>) {
+    let params = spec.inits[p.init].spec.build(p.cell, 1, spec.input_size, p.hidden, rng);
+    let n = spec.input_size * p.seq_len * spec.batch;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(match spec.input {
+            InputDist::Gaussian(sd) => sd * Distribution::<f64>::sample(&StandardNormal, rng),
+            InputDist::Uniform(a) => rng.random_range(-a..a),
+            InputDist::Zeros => 0.0,
+        });
+    }
+    let x = DMatrix::from_vec(spec.input_size, p.seq_len * spec.batch, v);
+    let inputs = Inputs::with_zero_state(&params, x, p.seq_len, spec.batch);
+    (params, inputs)
 }
 
 /// FNV-1a, 64 bit: a fixed, platform-independent string hash.

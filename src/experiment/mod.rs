@@ -1,9 +1,58 @@
-//! Experiments: a TOML [`spec::Spec`] expands to a [`grid`] of points, each run sequentially
-//! from its own seed ([`run`]), in parallel across points; [`stats`] condenses curves into
-//! decay rates and horizons.
+//! Experiments. A TOML [`spec::Spec`] names its [`Kind`] and expands to a [`grid`] of points;
+//! the generic [`runner`] measures the points in parallel (each from its own random stream) and
+//! writes what the experiment makes of them. One file per experiment holds its measurement per
+//! point, its rows, its charts and its printed summary; a new experiment is one file, one
+//! [`Kind`] variant and its line in [`run`] (plus a spec in `experiments/` and a line in
+//! [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`).
 
 pub mod charts;
+pub mod edge_of_chaos;
+pub mod gates;
 pub mod grid;
-pub mod run;
+pub mod memory;
+pub mod precision;
+pub mod runner;
 pub mod spec;
-pub mod stats;
+pub mod vanishing;
+
+use crate::error::Result;
+use runner::RunOptions;
+use serde::Deserialize;
+use spec::Spec;
+
+/// What an experiment measures: the spec's `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// ‖∂h_T/∂h_s‖ (and the LSTM's state map) against distance: decay rates, horizons, λ_1.
+    Vanishing,
+    /// Where the forget gate dominates ∂c_t/∂c_{t-1} and where it does not.
+    Gates,
+    /// Whether ∂c_T/∂c_s is the product of forget gates.
+    Memory,
+    /// The tanh RNN's measured decay against the mean-field ½ ln χ across gains.
+    EdgeOfChaos,
+    /// Where plain f32/f64 BPTT loses the gradient to underflow.
+    Precision,
+}
+
+/// The experiments compiled into the binary: (name, spec text). Each is run by
+/// `gradlab experiment <name>`.
+pub const BUILT_IN: [(&str, &str); 5] = [
+    ("vanishing", include_str!("../../experiments/vanishing.toml")),
+    ("gates", include_str!("../../experiments/gates.toml")),
+    ("memory", include_str!("../../experiments/memory.toml")),
+    ("edge-of-chaos", include_str!("../../experiments/edge-of-chaos.toml")),
+    ("precision", include_str!("../../experiments/precision.toml")),
+];
+
+/// Runs `spec` with its kind's experiment; returns the report to print.
+pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
+    match spec.kind {
+        Kind::Vanishing => runner::run(&vanishing::Vanishing::new(spec)?, spec, opts),
+        Kind::Gates => runner::run(&gates::Gates::new(spec)?, spec, opts),
+        Kind::Memory => runner::run(&memory::Memory::new(spec)?, spec, opts),
+        Kind::EdgeOfChaos => runner::run(&edge_of_chaos::EdgeOfChaos::new(spec)?, spec, opts),
+        Kind::Precision => runner::run(&precision::Precision::new(spec)?, spec, opts),
+    }
+}

@@ -1,21 +1,22 @@
-//! Experiment specs: TOML files naming the grid axes (cells, inits, hidden sizes, sequence
-//! lengths, seeds), the input distribution, the batch, the probes and the output folder.
-//! Unknown keys and bad values are errors naming the key and what is allowed.
+//! Experiment specs: TOML files naming the experiment `kind`, the grid axes (cells, inits,
+//! hidden sizes, sequence lengths, seeds), the input distribution, the batch, the probes and the
+//! output folder. Unknown keys and bad values are errors naming the key and what is allowed; what
+//! a kind needs beyond these common checks, its own file checks (`new(spec) -> Result`).
 
+use super::{BUILT_IN, Kind};
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::init::{InitSpec, Scheme, parse_call};
+use crate::probe::Quantity;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// The experiments compiled into the binary: (name, spec text).
-pub const BUILT_IN: [(&str, &str); 1] = [("vanishing", include_str!("../../experiments/vanishing.toml"))];
 
 /// A spec as written in TOML.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpecFile {
+    kind: Kind,
     name: String,
     #[serde(default)]
     description: String,
@@ -65,19 +66,26 @@ struct InitTable {
 #[serde(deny_unknown_fields, default)]
 pub struct Probes {
     /// Jacobian-product quantities for the curves: `dh` (every cell), `dc`, `dstate`,
-    /// `dc_total` (LSTM only; ignored for other cells).
-    pub quantities: Vec<String>,
+    /// `dc_total` (LSTM only; skipped for other cells).
+    pub quantities: Vec<Quantity>,
     /// How many leading Lyapunov exponents to compute (0: none).
     pub lyapunov: usize,
-    /// Whether to split the LSTM's ∂c_t/∂c_{t-1} into F, T_f, T_i, T_g.
-    pub decomposition: bool,
-    /// The horizon k* is the first distance where ‖∂h_T/∂h_s‖₂ < threshold · its value at k = 1.
+    /// Steps run before the Lyapunov sums start (Q_0 is a random orthonormal matrix drawn from
+    /// the point's stream); must be shorter than every `seq_len`.
+    pub lyapunov_burn_in: usize,
+    /// The horizon k* is the smallest distance after which the norm stays below this (absolute:
+    /// ∂h_T/∂h_T = I has norm 1).
     pub horizon_threshold: f64,
 }
 
 impl Default for Probes {
     fn default() -> Self {
-        Probes { quantities: vec!["dh".into(), "dc".into()], lyapunov: 4, decomposition: true, horizon_threshold: 1e-3 }
+        Probes {
+            quantities: vec![Quantity::Dh, Quantity::Dstate, Quantity::DcTotal],
+            lyapunov: 4,
+            lyapunov_burn_in: 0,
+            horizon_threshold: 1e-3,
+        }
     }
 }
 
@@ -109,6 +117,7 @@ impl NamedInit {
 /// A validated experiment spec.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
+    pub kind: Kind,
     pub name: String,
     pub description: String,
     pub seed: u64,
@@ -126,8 +135,6 @@ pub struct Spec {
     /// The TOML text this spec was parsed from, written next to the results.
     pub text: String,
 }
-
-use crate::probe::QUANTITIES;
 
 impl Spec {
     /// The built-in experiment `name`.
@@ -176,16 +183,17 @@ impl Spec {
             return Err(key("input_size", "must be ≥ 1".into()));
         }
         let input = parse_input(&f.input).map_err(|why| key("input", why))?;
-        if let Some(q) = f.probes.quantities.iter().find(|q| !QUANTITIES.contains(&q.as_str())) {
+        if f.probes.quantities.contains(&Quantity::Err) {
             return Err(key(
                 "probes.quantities",
-                format!("unknown quantity `{q}`; allowed: {}", QUANTITIES.join(", ")),
+                "`err` is a vector, not a Jacobian product; allowed: dh, dc, dstate, dc_total".into(),
             ));
         }
-        if !f.probes.quantities.iter().any(|q| q == "dh") {
+        let shortest = *f.seq_len.iter().min().expect("checked non-empty");
+        if f.probes.lyapunov > 0 && f.probes.lyapunov_burn_in >= shortest {
             return Err(key(
-                "probes.quantities",
-                "must include `dh`, which the summary and charts are built on".into(),
+                "probes.lyapunov_burn_in",
+                format!("{} must be shorter than every seq_len (shortest {shortest})", f.probes.lyapunov_burn_in),
             ));
         }
         let thr = f.probes.horizon_threshold;
@@ -221,6 +229,7 @@ impl Spec {
         }
         let out = f.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&f.name));
         Ok(Spec {
+            kind: f.kind,
             name: f.name,
             description: f.description,
             seed: f.seed,
@@ -264,6 +273,7 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = r#"
+kind = "vanishing"
 name = "tiny"
 seed = 1
 cells = ["rnn", "lstm"]
@@ -316,7 +326,11 @@ input_size = 2
         let e = err(&MINIMAL.replace("seq_len = [5]", "seq_len = [1]"));
         assert!(e.contains("key `seq_len`"), "{e}");
         let e = err(&format!("{MINIMAL}\n[probes]\nquantities = [\"dh\", \"dq\"]"));
-        assert!(e.contains("probes.quantities") && e.contains("dc_total"), "{e}");
+        assert!(e.contains("dq") && e.contains("dc_total"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[probes]\nlyapunov_burn_in = 5"));
+        assert!(e.contains("probes.lyapunov_burn_in") && e.contains("shortest 5"), "{e}");
+        let e = err(&MINIMAL.replace(r#"kind = "vanishing""#, r#"kind = "vanishng""#));
+        assert!(e.contains("vanishng") && e.contains("edge-of-chaos"), "{e}");
         let e = err(&MINIMAL.replace("input_size = 2", "input_size = 2\ninput = \"laplace(1)\""));
         assert!(e.contains("key `input`") && e.contains("uniform(a)"), "{e}");
         let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [-4]"));

@@ -8,22 +8,79 @@ use crate::tensors::write_atomic;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
 const FONT_FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (1200, 800);
+/// Panels per row of a figure's grid.
+const COLUMNS: usize = 3;
 
-/// One line, optionally with a shaded band (x, low, high) or vertical error bars (x, low, high).
+/// How a line is drawn, so lines that overlap stay distinguishable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+/// One line, optionally with a shaded band (x, low, high), vertical error bars (x, low, high)
+/// and a marker at every point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     pub label: String,
     pub color: RGBColor,
+    pub dash: Dash,
+    pub markers: bool,
     pub points: Vec<(f64, f64)>,
     pub band: Vec<(f64, f64, f64)>,
     pub error_bars: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    /// A solid line without band, error bars or markers.
+    pub fn line(label: impl Into<String>, color: RGBColor, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            color,
+            dash: Dash::Solid,
+            markers: false,
+            points,
+            band: vec![],
+            error_bars: vec![],
+        }
+    }
+}
+
+/// A labelled reference line across a panel: horizontal at y = `at` or vertical at x = `at`,
+/// in data units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefLine {
+    pub at: f64,
+    pub label: String,
+}
+
+/// Ten colours that stay apart from each other (Tableau 10); [`style`] adds dashes past ten.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Colour and dash of the i-th line of a panel: ten colours, then the same ten dashed, then dotted.
+pub fn style(i: usize) -> (RGBColor, Dash) {
+    let dash = [Dash::Solid, Dash::Dashed, Dash::Dotted][(i / PALETTE.len()) % 3];
+    (PALETTE[i % PALETTE.len()], dash)
 }
 
 /// One plotting area with its own series and subtitle.
@@ -31,6 +88,14 @@ pub struct Series {
 pub struct Panel {
     pub title: String,
     pub series: Vec<Series>,
+    /// Where this panel's legend goes, if not where the figure's `legend` says.
+    pub legend: Option<SeriesLabelPosition>,
+}
+
+impl Panel {
+    pub fn new(title: impl Into<String>, series: Vec<Series>) -> Self {
+        Panel { title: title.into(), series, legend: None }
+    }
 }
 
 /// How an axis maps data: as is, or log10 (data given in natural units).
@@ -40,7 +105,7 @@ pub enum Scale {
     Log,
 }
 
-/// A figure: panels side by side sharing axis labels and scales.
+/// A figure: panels in a grid (up to three a row) sharing axis labels, scales and ranges.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figure {
     pub title: String,
@@ -54,6 +119,40 @@ pub struct Figure {
     pub legend_room: f64,
     /// Tick positions on the x axis in data units (default: round numbers).
     pub x_ticks: Option<Vec<f64>>,
+    /// Horizontal reference lines drawn in every panel (a threshold, y = 1, y = 0).
+    pub hlines: Vec<RefLine>,
+    /// Vertical reference lines drawn in every panel.
+    pub vlines: Vec<RefLine>,
+    /// Whether all panels share one y range (else each panel fits its own data).
+    pub shared_y: bool,
+}
+
+impl Figure {
+    /// A figure with linear axes, the legend at the lower left and no reference lines.
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
+        Figure {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            panels: Vec::new(),
+            legend: SeriesLabelPosition::LowerLeft,
+            legend_room: 0.0,
+            x_ticks: None,
+            hlines: Vec::new(),
+            vlines: Vec::new(),
+            shared_y: true,
+        }
+    }
+
+    /// Pixel size: 1200 × 800 for one row of up to two panels, else 520 wide per column and
+    /// 560 high per row (plus the title).
+    fn size(&self) -> (u32, u32) {
+        let n = self.panels.len().max(1);
+        let (cols, rows) = (n.min(COLUMNS), n.div_ceil(COLUMNS));
+        if n <= 2 { (1200, 800) } else { ((520 * cols).max(1200) as u32, (560 * rows + 60) as u32) }
+    }
 }
 
 fn register_font() {
@@ -73,22 +172,23 @@ pub fn save(fig: &Figure, stem: &Path, force: bool) -> Result<Vec<PathBuf>> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
+    let size = fig.size();
 
     let mut svg_text = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg_text, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
         draw(&root, fig).map_err(|e| plot_err(&svg, e))?;
         root.present().map_err(|e| plot_err(&svg, e))?;
     }
     write_atomic(&svg, embed_font(&svg_text).as_bytes(), force)?;
 
-    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         draw(&root, fig).map_err(|e| plot_err(&png, e))?;
         root.present().map_err(|e| plot_err(&png, e))?;
     }
-    write_atomic(&png, &encode_png(&rgb, SIZE).map_err(|e| plot_err(&png, e))?, force)?;
+    write_atomic(&png, &encode_png(&rgb, size).map_err(|e| plot_err(&png, e))?, force)?;
     Ok(vec![png, svg])
 }
 
@@ -231,27 +331,41 @@ fn draw<DB: DrawingBackend>(
     let title_size = if fig.title.chars().count() > 60 { 26 } else { 30 };
     let root = root.titled(&fig.title, (FONT_FAMILY, title_size))?;
     let (xs, ys) = (fig.x_scale, fig.y_scale);
-    let all = || fig.panels.iter().flat_map(|p| p.series.iter());
-    let x_range = range(all().flat_map(|s| s.points.iter().map(|p| to_axis(p.0, xs))));
-    let mut y_range = range(
-        all()
-            .flat_map(|s| {
-                s.points
-                    .iter()
-                    .map(|p| p.1)
-                    .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
-                    .chain(s.error_bars.iter().flat_map(|b| [b.1, b.2]))
-            })
-            .map(|v| to_axis(v, ys)),
+    let x_range = range(
+        fig.panels
+            .iter()
+            .flat_map(|p| p.series.iter())
+            .flat_map(|s| s.points.iter().map(|p| to_axis(p.0, xs)))
+            .chain(fig.vlines.iter().map(|l| to_axis(l.at, xs))),
     );
-    y_range.0 -= fig.legend_room * (y_range.1 - y_range.0);
+    let y_range_of = |panels: &[&Panel]| {
+        let mut r = range(
+            panels
+                .iter()
+                .flat_map(|p| p.series.iter())
+                .flat_map(|s| {
+                    s.points
+                        .iter()
+                        .map(|p| p.1)
+                        .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
+                        .chain(s.error_bars.iter().flat_map(|b| [b.1, b.2]))
+                })
+                .map(|v| to_axis(v, ys))
+                .chain(fig.hlines.iter().map(|l| to_axis(l.at, ys))),
+        );
+        r.0 -= fig.legend_room * (r.1 - r.0);
+        r
+    };
+    let shared_y_range = y_range_of(&fig.panels.iter().collect::<Vec<_>>());
     let x_ticks: Vec<f64> = match &fig.x_ticks {
         Some(t) => t.iter().map(|&v| to_axis(v, xs)).collect(),
         None => ticks(x_range.0, x_range.1, xs),
     };
-    let y_ticks = ticks(y_range.0, y_range.1, ys);
-    let areas = root.split_evenly((1, fig.panels.len().max(1)));
+    let n = fig.panels.len().max(1);
+    let areas = root.split_evenly((n.div_ceil(COLUMNS), n.min(COLUMNS)));
     for (area, panel) in areas.iter().zip(&fig.panels) {
+        let y_range = if fig.shared_y { shared_y_range } else { y_range_of(&[panel]) };
+        let y_ticks = ticks(y_range.0, y_range.1, ys);
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT_FAMILY, 22))
             .margin(12)
@@ -259,7 +373,7 @@ fn draw<DB: DrawingBackend>(
             .y_label_area_size(80)
             .build_cartesian_2d(
                 TickedAxis { inner: (x_range.0..x_range.1).into(), ticks: x_ticks.clone() },
-                TickedAxis { inner: (y_range.0..y_range.1).into(), ticks: y_ticks.clone() },
+                TickedAxis { inner: (y_range.0..y_range.1).into(), ticks: y_ticks },
             )?;
         chart
             .configure_mesh()
@@ -285,18 +399,50 @@ fn draw<DB: DrawingBackend>(
                 .map(|p| (to_axis(p.0, xs), to_axis(p.1, ys)))
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
-            chart
-                .draw_series(LineSeries::new(line, color.stroke_width(3)))?
-                .label(&s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+            let stroke = color.stroke_width(3);
+            let drawn = match s.dash {
+                Dash::Solid => chart.draw_series(LineSeries::new(line.clone(), stroke))?,
+                Dash::Dashed => chart.draw_series(DashedLineSeries::new(line.clone(), 12, 7, stroke))?,
+                Dash::Dotted => chart.draw_series(DashedLineSeries::new(line.clone(), 3, 6, stroke))?,
+            };
+            let (dash_len, gap) = match s.dash {
+                Dash::Solid => (24, 1),
+                Dash::Dashed => (9, 6),
+                Dash::Dotted => (3, 4),
+            };
+            let marker = color.mix(if s.markers { 1.0 } else { 0.0 }).filled();
+            drawn.label(&s.label).legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + DashedPathElement::new(vec![(0, 0), (24, 0)], dash_len, gap, stroke)
+                    + Circle::new((12, 0), 4, marker)
+            });
+            if s.markers {
+                chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            }
             chart.draw_series(s.error_bars.iter().map(|&(x, lo, hi)| {
                 let (x, lo, hi) = (to_axis(x, xs), to_axis(lo, ys), to_axis(hi, ys));
                 ErrorBar::new_vertical(x, lo, (lo + hi) / 2.0, hi, color.stroke_width(2), 10)
             }))?;
         }
+        let grey = RGBColor(90, 90, 90);
+        let ref_style = grey.stroke_width(2);
+        for l in &fig.hlines {
+            let y = to_axis(l.at, ys);
+            chart.draw_series(DashedLineSeries::new(vec![(x_range.0, y), (x_range.1, y)], 6, 6, ref_style))?;
+            let pos = (x_range.1 - 0.01 * (x_range.1 - x_range.0), y + 0.012 * (y_range.1 - y_range.0));
+            let style = TextStyle::from((FONT_FAMILY, 15)).color(&grey).pos(Pos::new(HPos::Right, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(l.label.clone(), pos, style)))?;
+        }
+        for l in &fig.vlines {
+            let x = to_axis(l.at, xs);
+            chart.draw_series(DashedLineSeries::new(vec![(x, y_range.0), (x, y_range.1)], 6, 6, ref_style))?;
+            let pos = (x + 0.01 * (x_range.1 - x_range.0), y_range.1 - 0.01 * (y_range.1 - y_range.0));
+            let style = TextStyle::from((FONT_FAMILY, 15)).color(&grey).pos(Pos::new(HPos::Left, VPos::Top));
+            chart.draw_series(std::iter::once(Text::new(l.label.clone(), pos, style)))?;
+        }
         chart
             .configure_series_labels()
-            .position(fig.legend.clone())
+            .position(panel.legend.clone().unwrap_or(fig.legend.clone()))
             .label_font((FONT_FAMILY, 16))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
@@ -341,22 +487,19 @@ mod tests {
     fn draws_png_and_svg() {
         let dir = tempfile::tempdir().unwrap();
         let s = Series {
-            label: "a".into(),
-            color: RED,
-            points: vec![(1.0, 1e-3), (10.0, 1e-1), (100.0, 1.0)],
+            dash: Dash::Dashed,
+            markers: true,
             band: vec![(1.0, 1e-4, 1e-2), (100.0, 0.5, 2.0)],
             error_bars: vec![(10.0, 0.05, 0.2)],
+            ..Series::line("a", RED, vec![(1.0, 1e-3), (10.0, 1e-1), (100.0, 1.0)])
         };
         let fig = Figure {
-            title: "t".into(),
-            x_label: "x".into(),
-            y_label: "y".into(),
             x_scale: Scale::Log,
             y_scale: Scale::Log,
-            panels: vec![Panel { title: "p".into(), series: vec![s] }],
-            legend: SeriesLabelPosition::UpperLeft,
-            legend_room: 0.0,
-            x_ticks: None,
+            panels: vec![Panel::new("p", vec![s])],
+            hlines: vec![RefLine { at: 1e-2, label: "threshold".into() }],
+            vlines: vec![RefLine { at: 3.0, label: "edge".into() }],
+            ..Figure::new("t", "x", "y")
         };
         let paths = save(&fig, &dir.path().join("chart"), false).unwrap();
         let png = std::fs::read(&paths[0]).unwrap();

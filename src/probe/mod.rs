@@ -13,8 +13,11 @@ use crate::linalg::{Op, PackedMatrix, ReusedLeft, gemm};
 use crate::params::Params;
 use crate::scalar::Scalar;
 use nalgebra::{DMatrix, DMatrixView, DVector};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One norm of one Jacobian product: a row of `probe.csv`. Norms past f64's range are 0 or inf;
 /// their natural logs stay exact.
@@ -26,8 +29,7 @@ pub struct FlowRow {
     pub step: usize,
     /// T - s.
     pub distance: usize,
-    /// `dh`, `dc`, `dstate`, `dc_total` or `err`.
-    pub quantity: &'static str,
+    pub quantity: Quantity,
     pub spectral_norm: f64,
     pub frobenius_norm: f64,
     pub log_spectral_norm: f64,
@@ -41,8 +43,7 @@ pub struct DecompRow {
     pub batch: usize,
     /// t, 2..=T.
     pub step: usize,
-    /// `F`, `Tf`, `Ti`, `Tg`, `nonF` (= Tf + Ti + Tg) or `sum` (all four).
-    pub term: &'static str,
+    pub term: Term,
     pub spectral_norm: f64,
     pub frobenius_norm: f64,
     /// Mean of |diagonal entries|.
@@ -57,7 +58,102 @@ pub struct LyapunovRow {
     pub batch: usize,
     pub index: usize,
     pub exponent: f64,
+    /// Standard error from block averages ([`LyapunovEstimate::se`]); empty with < 2 blocks.
+    pub se: Option<f64>,
     pub layer: usize,
+}
+
+/// A Jacobian-product quantity (THEORY.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// ∂h_T/∂h_s (LSTM: c_s held fixed).
+    Dh,
+    /// ∂c_T/∂c_s with h_s held fixed (LSTM).
+    Dc,
+    /// ∂(h_T, c_T)/∂(h_s, c_s), the exact state map (LSTM).
+    Dstate,
+    /// ∂c_T/∂c_s with h_s = o_s ⊙ tanh(c_s) moving with c_s (LSTM, s ≥ 1).
+    DcTotal,
+    /// ∂L/∂h_s for a loss at the last step (a vector).
+    Err,
+}
+
+impl Quantity {
+    /// The Jacobian-product quantities, in row order.
+    pub const PRODUCTS: [Quantity; 4] = [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantity::Dh => "dh",
+            Quantity::Dc => "dc",
+            Quantity::Dstate => "dstate",
+            Quantity::DcTotal => "dc_total",
+            Quantity::Err => "err",
+        }
+    }
+
+    /// Whether the quantity exists only for the LSTM.
+    pub fn lstm_only(self) -> bool {
+        matches!(self, Quantity::Dc | Quantity::Dstate | Quantity::DcTotal)
+    }
+
+    /// A label for charts, in plain text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Quantity::Dh => "dh_T/dh_s",
+            Quantity::Dc => "dc_T/dc_s (h_s fixed)",
+            Quantity::Dstate => "d(h,c)_T/d(h,c)_s",
+            Quantity::DcTotal => "dc_T/dc_s (total)",
+            Quantity::Err => "dL/dh_s",
+        }
+    }
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A term of the seed-001 split ∂c_t/∂c_{t-1} = F + T_f + T_i + T_g.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Term {
+    /// diag(f_t), the forget gate.
+    F,
+    /// The path through f.
+    Tf,
+    /// The path through i.
+    Ti,
+    /// The path through g.
+    Tg,
+    /// T_f + T_i + T_g.
+    #[serde(rename = "nonF")]
+    NonF,
+    /// All four: ∂c_t/∂c_{t-1} itself.
+    #[serde(rename = "sum")]
+    Sum,
+}
+
+impl Term {
+    pub const ALL: [Term; 6] = [Term::F, Term::Tf, Term::Ti, Term::Tg, Term::NonF, Term::Sum];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Term::F => "F",
+            Term::Tf => "Tf",
+            Term::Ti => "Ti",
+            Term::Tg => "Tg",
+            Term::NonF => "nonF",
+            Term::Sum => "sum",
+        }
+    }
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Warm-start state for the spectral norm of one quantity across steps.
@@ -75,7 +171,7 @@ struct At {
 
 impl At {
     /// Norms of `exp(log_scale)·m` as a row (the log columns computed from the scaled matrix).
-    fn row(self, quantity: &'static str, m: DMatrixView<'_, f64>, log_scale: f64, warm: &mut Warm) -> FlowRow {
+    fn row(self, quantity: Quantity, m: DMatrixView<'_, f64>, log_scale: f64, warm: &mut Warm) -> FlowRow {
         let (amax, frobenius) = norms::amax_frobenius(m);
         let log_spec = log_scale + norms::spectral(m, amax, warm).ln();
         let log_frob = log_scale + frobenius.ln();
@@ -98,9 +194,6 @@ fn jacobian_f64<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, t: 
     step_jacobian(params, tape, layer, t, b).map(|v| v.as_f64())
 }
 
-/// Every Jacobian-product quantity, in row order.
-pub const QUANTITIES: [&str; 4] = ["dh", "dc", "dstate", "dc_total"];
-
 /// Norms of ∂h_T/∂h_s for s = 0..=T (`dh`), and for the LSTM also `dc`, `dstate` and `dc_total`
 /// (s ≥ 1), ordered by step then quantity; only the quantities named in `which` (LSTM-only ones
 /// are skipped for other cells).
@@ -113,7 +206,7 @@ pub fn jacobian_flow<T: Scalar>(
     tape: &Tape<T>,
     layer: usize,
     b: usize,
-    which: &[&str],
+    which: &[Quantity],
 ) -> Vec<FlowRow> {
     // On a worker thread of the pool (`scope` moves there), each join below is a cheap push.
     rayon::scope(|_| {
@@ -206,30 +299,30 @@ impl<'a, T: Scalar> Stepper<'a, T> {
 fn flow_rows<T: Scalar>(
     tape: &Tape<T>,
     (layer, b, s): (usize, usize, usize),
-    which: &[&str],
+    which: &[Quantity],
     m: &DMatrix<f64>,
     log_scale: f64,
     [w_h, w_c, w_s, w_t]: &mut [Warm; 4],
 ) -> Vec<FlowRow> {
-    let want = |q: &str| which.contains(&q);
+    let want = |q: Quantity| which.contains(&q);
     let (h, kind) = (tape.hidden, tape.kind);
     let at = At { cell: kind, layer, batch: b, step: s, steps: tape.steps };
     let mut rows = Vec::with_capacity(4);
-    if want("dh") {
-        rows.push(at.row("dh", m.view((0, 0), (h, h)), log_scale, w_h));
+    if want(Quantity::Dh) {
+        rows.push(at.row(Quantity::Dh, m.view((0, 0), (h, h)), log_scale, w_h));
     }
     if kind == CellKind::Lstm {
-        if want("dc") {
-            rows.push(at.row("dc", m.view((h, h), (h, h)), log_scale, w_c));
+        if want(Quantity::Dc) {
+            rows.push(at.row(Quantity::Dc, m.view((h, h), (h, h)), log_scale, w_c));
         }
-        if want("dstate") {
-            rows.push(at.row("dstate", m.as_view(), log_scale, w_s));
+        if want(Quantity::Dstate) {
+            rows.push(at.row(Quantity::Dstate, m.as_view(), log_scale, w_s));
         }
-        if s >= 1 && want("dc_total") {
+        if s >= 1 && want(Quantity::DcTotal) {
             // dc_total = P_ch·diag(D_s) + P_cc: c_s moves h_s = o_s ⊙ tanh(c_s) with it.
             let d = Lstm::dh_dc(&tape.step(layer, s, b));
             let total = DMatrix::from_fn(h, h, |i, j| m[(h + i, j)] * d[j].as_f64() + m[(h + i, h + j)]);
-            rows.push(at.row("dc_total", total.as_view(), log_scale, w_t));
+            rows.push(at.row(Quantity::DcTotal, total.as_view(), log_scale, w_t));
         }
     }
     rows
@@ -272,14 +365,55 @@ fn lstm_left_mul<T: Scalar>(
 }
 
 /// The back-propagated error signal ‖∂L/∂h_s‖₂, s = 0..=T, for a loss at the last step whose
-/// gradient with respect to h_T is `g` (H values; for the LSTM with c_s held fixed). Quantity
-/// `err`; both norm columns hold the vector's 2-norm.
+/// gradient with respect to h_T is `g` (H values; for the LSTM δc_T = 0). Quantity `err`; both
+/// norm columns hold the vector's 2-norm.
 pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize, g: &[f64]) -> Vec<FlowRow> {
     let (steps, h, kind) = (tape.steps, tape.hidden, tape.kind);
+    let mut rows = Vec::with_capacity(steps + 1);
+    for (s, log_scale, v) in error_vectors(params, tape, layer, b, g) {
+        let hv = DMatrix::from_column_slice(h, 1, v.rows(0, h).as_slice());
+        rows.push(At { cell: kind, layer, batch: b, step: s, steps }.row(
+            Quantity::Err,
+            hv.as_view(),
+            log_scale,
+            &mut None,
+        ));
+    }
+    rows.reverse();
+    rows
+}
+
+/// As [`error_signal`], the natural log of the norm of the whole state's gradient: ∂L/∂(h_s, c_s)
+/// for the LSTM (what reaches the step's parameters), ∂L/∂h_s for other cells; s = 0..=T.
+pub fn state_error_signal<T: Scalar>(
+    params: &Params<T>,
+    tape: &Tape<T>,
+    layer: usize,
+    b: usize,
+    g: &[f64],
+) -> Vec<f64> {
+    let mut logs: Vec<f64> = error_vectors(params, tape, layer, b, g)
+        .into_iter()
+        .map(|(_, log_scale, v)| log_scale + v.norm().ln())
+        .collect();
+    logs.reverse();
+    logs
+}
+
+/// (s, log_scale, v) for s = T down to 0, with ∂L/∂s_s = exp(log_scale)·v: the state gradient
+/// v_{s-1} = J_sᵀ v_s from v_T = (g, 0), rescaled to max |v| = 1 at every step.
+fn error_vectors<T: Scalar>(
+    params: &Params<T>,
+    tape: &Tape<T>,
+    layer: usize,
+    b: usize,
+    g: &[f64],
+) -> Vec<(usize, f64, DVector<f64>)> {
+    let (steps, h) = (tape.steps, tape.hidden);
     let mut v = DVector::zeros(tape.state_size());
     v.rows_mut(0, h).copy_from_slice(g);
     let mut log_scale = 0.0;
-    let mut rows = Vec::with_capacity(steps + 1);
+    let mut out = Vec::with_capacity(steps + 1);
     for s in (0..=steps).rev() {
         if s < steps {
             v = jacobian_f64(params, tape, layer, s + 1, b).tr_mul(&v);
@@ -289,45 +423,118 @@ pub fn error_signal<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize,
                 log_scale += m.ln();
             }
         }
-        let hv = DMatrix::from_column_slice(h, 1, v.rows(0, h).as_slice());
-        rows.push(At { cell: kind, layer, batch: b, step: s, steps }.row("err", hv.as_view(), log_scale, &mut None));
+        out.push((s, log_scale, v.clone()));
     }
-    rows.reverse();
-    rows
+    out
 }
 
-/// The leading `count` Lyapunov exponents (all with `None`) of the layer's state map along
-/// sequence `b`, by Benettin's QR method from Q_0 = I over all T steps (no burn-in), per step,
-/// sorted descending. With count k < n the QR is of n×k matrices, which costs k/n of the full one.
+/// Where Benettin's method starts: Q_0 = I (the first k state coordinates, h first) or a random
+/// orthonormal n×k matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Q0 {
+    Identity,
+    Random,
+}
+
+/// How to estimate Lyapunov exponents (THEORY.md §5). Two legitimate conventions: finite-time
+/// exponents of the given sequence (Q_0 = I, no burn-in: [`LyapunovOptions::finite_time`]) and
+/// estimates of the asymptotic exponents (random Q_0, a burn-in long enough for Q to align with
+/// the slow directions).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LyapunovOptions {
+    /// How many leading exponents (`None`: all n).
+    pub count: Option<usize>,
+    /// Steps run (Q carried along) before ln|R_ii| is accumulated; must be < T.
+    pub burn_in: usize,
+    pub q0: Q0,
+    /// Seed of the random Q_0's stream (ChaCha8); unused for Q_0 = I.
+    pub seed: u64,
+}
+
+impl LyapunovOptions {
+    /// The finite-time exponents of the given sequence: Q_0 = I, no burn-in.
+    pub fn finite_time(count: Option<usize>) -> Self {
+        LyapunovOptions { count, burn_in: 0, q0: Q0::Identity, seed: 0 }
+    }
+}
+
+/// Lyapunov exponents (per step, descending) with standard errors from block averages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LyapunovEstimate {
+    pub exponents: Vec<f64>,
+    /// The T' = T − burn-in accumulated steps split into `BLOCKS` consecutive blocks (10, or T'
+    /// when shorter): the standard deviation of the per-block exponents over √blocks; `None`
+    /// with fewer than two blocks. Block means of a chaotic or slowly mixing sequence are
+    /// correlated, so this is a lower bound on the error when blocks are short.
+    pub se: Vec<Option<f64>>,
+}
+
+/// Blocks for the Lyapunov standard error.
+const LYAPUNOV_BLOCKS: usize = 10;
+
+/// The leading Lyapunov exponents of the layer's state map along sequence `b` by Benettin's QR
+/// method: Q_t R_t = qr(J_t Q_{t-1}), λ_i = mean of ln|R_t[i,i]| over the steps after the
+/// burn-in, sorted descending. With k < n exponents the QR is of n×k matrices, k/n of the cost.
+/// Panics if `burn_in ≥ T` (callers validate it).
 pub fn lyapunov<T: Scalar>(
     params: &Params<T>,
     tape: &Tape<T>,
     layer: usize,
     b: usize,
-    count: Option<usize>,
-) -> Vec<f64> {
+    opts: &LyapunovOptions,
+) -> LyapunovEstimate {
+    assert!(opts.burn_in < tape.steps, "burn-in {} must be shorter than T = {}", opts.burn_in, tape.steps);
     let n = tape.state_size();
-    let k = count.unwrap_or(n).min(n);
-    let mut q = DMatrix::<f64>::identity(n, k);
-    let mut sums = vec![0.0; k];
+    let k = opts.count.unwrap_or(n).min(n);
+    let mut q = match opts.q0 {
+        Q0::Identity => DMatrix::<f64>::identity(n, k),
+        Q0::Random => {
+            let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+            DMatrix::from_fn(n, k, |_, _| StandardNormal.sample(&mut rng)).qr().q()
+        }
+    };
+    let kept = tape.steps - opts.burn_in;
+    let blocks = LYAPUNOV_BLOCKS.min(kept);
+    let mut per_block = vec![vec![0.0; k]; blocks];
     for t in 1..=tape.steps {
         let qr = (jacobian_f64(params, tape, layer, t, b) * &q).qr();
-        for (sum, r) in sums.iter_mut().zip(qr.r().diagonal().iter()) {
-            *sum += r.abs().ln();
+        if t > opts.burn_in {
+            let block = (t - opts.burn_in - 1) * blocks / kept;
+            for (sum, r) in per_block[block].iter_mut().zip(qr.r().diagonal().iter()) {
+                *sum += r.abs().ln();
+            }
         }
         q = qr.q();
     }
-    let mut exps: Vec<f64> = sums.into_iter().map(|s| s / tape.steps as f64).collect();
-    exps.sort_by(|a, b| b.total_cmp(a));
-    exps
+    // Block j holds the steps i (0-based after the burn-in) with ⌊i·blocks/kept⌋ = j.
+    let block_len = |j: usize| ((j + 1) * kept).div_ceil(blocks) - (j * kept).div_ceil(blocks);
+    let mut pairs: Vec<(f64, Option<f64>)> = (0..k)
+        .map(|i| {
+            let total: f64 = per_block.iter().map(|s| s[i]).sum();
+            let means: Vec<f64> = per_block.iter().enumerate().map(|(j, s)| s[i] / block_len(j) as f64).collect();
+            let se = (blocks > 1).then(|| crate::estimate::mean_sd(&means).1 / (blocks as f64).sqrt());
+            (total / kept as f64, se)
+        })
+        .collect();
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (exponents, se) = pairs.into_iter().unzip();
+    LyapunovEstimate { exponents, se }
 }
 
 /// The full Lyapunov spectrum as rows.
-pub fn lyapunov_rows<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize, b: usize) -> Vec<LyapunovRow> {
-    lyapunov(params, tape, layer, b, None)
+pub fn lyapunov_rows<T: Scalar>(
+    params: &Params<T>,
+    tape: &Tape<T>,
+    layer: usize,
+    b: usize,
+    opts: &LyapunovOptions,
+) -> Vec<LyapunovRow> {
+    let est = lyapunov(params, tape, layer, b, opts);
+    est.exponents
         .into_iter()
+        .zip(est.se)
         .enumerate()
-        .map(|(index, exponent)| LyapunovRow { cell: tape.kind.name(), batch: b, index, exponent, layer })
+        .map(|(index, (exponent, se))| LyapunovRow { cell: tape.kind.name(), batch: b, index, exponent, se, layer })
         .collect()
 }
 
@@ -347,13 +554,14 @@ pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: 
                 .map(|m| m.map(|v| v.as_f64()));
             let non_f = &tf + &ti + &tg;
             let sum = &f + &non_f;
-            let terms = [("F", &f), ("Tf", &tf), ("Ti", &ti), ("Tg", &tg), ("nonF", &non_f), ("sum", &sum)];
-            terms
+            let terms = [&f, &tf, &ti, &tg, &non_f, &sum];
+            Term::ALL
                 .into_iter()
+                .zip(terms)
                 .map(|(term, m)| {
                     let (amax, frobenius_norm) = norms::amax_frobenius(m.as_view());
                     // F is diagonal: its spectral norm is its largest |entry|.
-                    let spectral_norm = if term == "F" { amax } else { norms::spectral_once(m.as_view(), amax) };
+                    let spectral_norm = if term == Term::F { amax } else { norms::spectral_once(m.as_view(), amax) };
                     DecompRow {
                         batch: b,
                         step: t,
@@ -368,6 +576,54 @@ pub fn lstm_decomposition<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: 
         })
         .collect();
     per_step.into_iter().flatten().collect()
+}
+
+/// How far the forget gate dominates ∂c_t/∂c_{t-1} over a sequence (THEORY.md §5), from the
+/// rows of one [`lstm_decomposition`] (one layer and sequence).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FDominance {
+    /// Share of steps t with ‖F‖₂ ≥ ‖T_f + T_i + T_g‖₂ (‖F‖₂ = max_i f_i: one unit's gate).
+    pub f_dominant_frac: f64,
+    /// Median over t of ‖T_f + T_i + T_g‖₂ / ‖F‖₂.
+    pub nonf_over_f_median: f64,
+    /// Its maximum over t.
+    pub nonf_over_f_max: f64,
+    /// Median over t of ‖T_f + T_i + T_g‖₂ / mean_i f_i: the same comparison against the typical
+    /// unit's gate rather than the largest one.
+    pub nonf_over_fmean_median: f64,
+    /// The term of F, T_f, T_i, T_g with the largest spectral norm at the most steps.
+    pub dominant_term: Term,
+}
+
+/// The [`FDominance`] of one sequence's decomposition rows; `None` without rows (T < 2).
+pub fn f_dominance(rows: &[DecompRow]) -> Option<FDominance> {
+    let mut steps: Vec<usize> = rows.iter().map(|r| r.step).collect();
+    steps.dedup();
+    let norm = |t: usize, term: Term| rows.iter().find(|r| r.step == t && r.term == term);
+    let mut ratios = Vec::with_capacity(steps.len());
+    let mut ratios_mean = Vec::with_capacity(steps.len());
+    let mut dominant = 0usize;
+    let mut largest = [0usize; 4];
+    for &t in &steps {
+        let (f, non_f) = (norm(t, Term::F)?, norm(t, Term::NonF)?);
+        ratios.push(non_f.spectral_norm / f.spectral_norm);
+        ratios_mean.push(non_f.spectral_norm / f.mean_abs_diag);
+        dominant += usize::from(f.spectral_norm >= non_f.spectral_norm);
+        let terms = [Term::F, Term::Tf, Term::Ti, Term::Tg].map(|x| norm(t, x).map_or(0.0, |r| r.spectral_norm));
+        let top = (0..4).fold(0, |best, i| if terms[i] > terms[best] { i } else { best });
+        largest[top] += 1;
+    }
+    if steps.is_empty() {
+        return None;
+    }
+    let top = (0..4).fold(0, |best, i| if largest[i] > largest[best] { i } else { best });
+    Some(FDominance {
+        f_dominant_frac: dominant as f64 / steps.len() as f64,
+        nonf_over_f_median: crate::estimate::median(&ratios),
+        nonf_over_f_max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        nonf_over_fmean_median: crate::estimate::median(&ratios_mean),
+        dominant_term: [Term::F, Term::Tf, Term::Ti, Term::Tg][top],
+    })
 }
 
 #[cfg(test)]
@@ -385,8 +641,8 @@ mod tests {
             let x = DMatrix::from_fn(5, 40, |i, j| ((i * 3 + j) as f64 * 0.7).sin());
             let tape = forward(&params, &Inputs::with_zero_state(&params, x, 20, 2));
             let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let one = pool(1).install(|| jacobian_flow(&params, &tape, 0, 1, &QUANTITIES));
-            let two = pool(2).install(|| jacobian_flow(&params, &tape, 0, 1, &QUANTITIES));
+            let one = pool(1).install(|| jacobian_flow(&params, &tape, 0, 1, &Quantity::PRODUCTS));
+            let two = pool(2).install(|| jacobian_flow(&params, &tape, 0, 1, &Quantity::PRODUCTS));
             assert_eq!(one.len(), if kind == CellKind::Lstm { 21 * 3 + 20 } else { 21 });
             assert_eq!(one, two, "{kind}");
             assert!(one.iter().all(|r| r.spectral_norm.is_finite() && r.spectral_norm > 0.0));

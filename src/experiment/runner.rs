@@ -1,0 +1,183 @@
+//! The generic runner: grid → points measured in parallel on one thread pool, in a deterministic
+//! order; a progress bar; the output folder checked before any work; every file written
+//! atomically. It knows nothing of what an experiment measures: that is the [`Experiment`]'s.
+//!
+//! Outputs are identical on any number of threads: a point is a sequential computation from its
+//! own random stream, results are put back in grid order, and no floating-point reduction
+//! crosses threads.
+
+use super::grid::{Point, expand, point_rng};
+use super::spec::Spec;
+use crate::error::{Error, Result};
+use crate::output::csv_bytes;
+use crate::output::plot::{self, Figure};
+use crate::tensors::write_atomic;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One experiment: what it measures at a point, and what it makes of all points.
+pub trait Experiment: Sync {
+    /// Everything one grid point produces.
+    type Measured: Send;
+
+    /// The CSV files it writes (besides `spec.toml`), for the output check before the sweep.
+    fn tables(&self) -> Vec<&'static str>;
+
+    /// The stems of the charts it writes (each as `.png` and `.svg`).
+    fn charts(&self) -> Vec<&'static str>;
+
+    /// Measures one point; `rng` is the point's own stream.
+    fn measure(&self, point: &Point, rng: &mut ChaCha8Rng) -> Result<Self::Measured>;
+
+    /// Relative cost of a point, for scheduling the longest first: by default T steps of
+    /// products of the state dimension cubed.
+    fn cost(&self, p: &Point) -> f64 {
+        let n = if p.cell.has_cell_state() { 2 * p.hidden } else { p.hidden } as f64;
+        p.seq_len as f64 * n * n * n
+    }
+
+    /// Tables, charts and the printed summary from every point's results, in grid order.
+    fn finish(&self, measured: Vec<Self::Measured>) -> Result<Products>;
+}
+
+/// What an experiment writes and prints.
+#[derive(Default)]
+pub struct Products {
+    /// (file name, CSV bytes).
+    pub tables: Vec<(&'static str, Vec<u8>)>,
+    /// (stem, figure).
+    pub charts: Vec<(&'static str, Figure)>,
+    /// The summary printed after the run and written as `summary.md`: tables and findings in
+    /// Markdown, every number computed from the rows.
+    pub summary: String,
+}
+
+impl Products {
+    /// Adds a CSV of `rows`.
+    pub fn table<R: Serialize>(&mut self, name: &'static str, rows: &[R]) -> Result<()> {
+        self.tables.push((name, csv_bytes(rows)?));
+        Ok(())
+    }
+}
+
+/// How to run: from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Output folder (default: the spec's `out`).
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: rayon's, all cores or RAYON_NUM_THREADS).
+    pub threads: Option<u16>,
+    /// Overwrite outputs of a different spec.
+    pub force: bool,
+}
+
+/// Every file name `exp` may write into its folder.
+fn output_files<E: Experiment>(exp: &E) -> Vec<String> {
+    let mut f = vec!["spec.toml".to_string(), "summary.md".to_string()];
+    f.extend(exp.tables().iter().map(|t| t.to_string()));
+    for c in exp.charts() {
+        f.extend([format!("{c}.png"), format!("{c}.svg")]);
+    }
+    f
+}
+
+/// Existing outputs may be replaced with `--force`, or when the folder's `spec.toml` is the spec
+/// being run byte for byte: the run then reproduces those very files.
+fn check_outputs(dir: &Path, files: &[String], spec: &Spec, force: bool) -> Result<bool> {
+    let same_spec = std::fs::read_to_string(dir.join("spec.toml")).is_ok_and(|t| t == spec.text);
+    let replace = force || same_spec;
+    if !replace && let Some(f) = files.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+        return Err(Error::Usage(format!(
+            "{}: already exists, from a different spec than this run's; pass --force to overwrite, or choose --out",
+            f.display()
+        )));
+    }
+    Ok(replace)
+}
+
+/// Runs `exp` over the grid of `spec`; returns the report to print.
+pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<String> {
+    let dir = opts.out.clone().unwrap_or_else(|| spec.out.clone());
+    let files = output_files(exp);
+    let replace = check_outputs(&dir, &files, spec, opts.force)?;
+    let points = expand(spec);
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(points.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} points, {elapsed} elapsed, ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(spec.name.clone());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let measured = match opts.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n as usize)
+            .build()
+            .map_err(|e| Error::Usage(format!("--threads {n}: {e}")))?
+            .install(|| measure_all(exp, spec, &points, &progress)),
+        None => measure_all(exp, spec, &points, &progress),
+    }?;
+    progress.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let products = exp.finish(measured)?;
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        debug_assert!(files.iter().any(|f| f == name), "{name} is not among the declared outputs");
+        let p = dir.join(name);
+        write_atomic(&p, bytes, replace)?;
+        written.push(p);
+        Ok(())
+    };
+    put("spec.toml", spec.text.as_bytes())?;
+    for (name, bytes) in &products.tables {
+        put(name, bytes)?;
+    }
+    put("summary.md", products.summary.as_bytes())?;
+    for (stem, fig) in &products.charts {
+        debug_assert!(exp.charts().contains(stem), "chart {stem} is not declared");
+        written.extend(plot::save(fig, &dir.join(stem), replace)?);
+    }
+    let mut r = String::new();
+    let _ = writeln!(r, "{}: {} — {} grid points in {seconds:.1} s\n", spec.name, spec.description, points.len());
+    let _ = writeln!(r, "{}", products.summary.trim_end());
+    let _ = writeln!(r, "\nwrote:");
+    for p in written {
+        let _ = writeln!(r, "  {}", p.display());
+    }
+    Ok(r.trim_end().to_string())
+}
+
+/// Measures every point on the current rayon pool; `progress` ticks once per point. Points start
+/// costliest first, so no core idles on one late, long point; results come back in grid order,
+/// and the first error in grid order wins.
+fn measure_all<E: Experiment>(
+    exp: &E,
+    spec: &Spec,
+    points: &[Point],
+    progress: &ProgressBar,
+) -> Result<Vec<E::Measured>> {
+    let mut order: Vec<&Point> = points.iter().collect();
+    order.sort_by(|a, b| exp.cost(b).total_cmp(&exp.cost(a)));
+    let mut per_point: Vec<(usize, Result<E::Measured>)> = order
+        .par_iter()
+        .with_max_len(1)
+        .map(|p| {
+            let r = exp.measure(p, &mut point_rng(spec, p));
+            progress.inc(1);
+            (p.index, r)
+        })
+        .collect();
+    per_point.sort_by_key(|(index, _)| *index);
+    per_point.into_iter().map(|(_, r)| r).collect()
+}
