@@ -258,3 +258,84 @@ fn probe_command_writes_its_three_files() {
     assert_eq!(o.status.code(), Some(2), "existing probe files are not overwritten without --force");
     assert!(Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args(&["--force"])).output().unwrap().status.success());
 }
+
+/// Runs `spec` (TOML text) into a fresh folder; returns the folder and summary.csv as (header, rows).
+fn run_spec_text(dir: &Path, name: &str, spec: &str) -> (std::path::PathBuf, Vec<String>, Vec<Vec<String>>) {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    let out = dir.join(name);
+    let o = gradlab(&["experiment", "run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = read_csv(&out.join("summary.csv"));
+    (out, h, rows)
+}
+
+fn column<'a>(h: &[String], rows: &'a [Vec<String>], name: &str) -> Vec<&'a str> {
+    let i = h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {h:?}"));
+    rows.iter().map(|r| r[i].as_str()).collect()
+}
+
+#[test]
+fn gates_finds_a_regime_where_f_dominates_and_one_where_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+kind = "gates"
+name = "g"
+seed = 3
+cells = ["lstm"]
+inits = ["pytorch", "gain3"]
+hidden = [24]
+seq_len = [60]
+seeds = [0, 1]
+input_size = 8
+[init.pytorch]
+[init.gain3]
+recurrent = ["gaussian(3.0)"]
+input = ["gaussian(3.0)"]
+bias = ["zeros"]
+"#;
+    let (out, h, rows) = run_spec_text(dir.path(), "g", spec);
+    let init = column(&h, &rows, "init");
+    let frac = column(&h, &rows, "f_dominant_frac");
+    let ratio = column(&h, &rows, "nonf_over_f_median");
+    let term = column(&h, &rows, "dominant_term");
+    for i in 0..rows.len() {
+        let (f, r): (f64, f64) = (frac[i].parse().unwrap(), ratio[i].parse().unwrap());
+        match init[i] {
+            "pytorch" => assert!(f == 1.0 && r < 1.0 && term[i] == "F", "{:?}", rows[i]),
+            _ => assert!(f < 0.5 && r > 1.0 && term[i] != "F", "{:?}", rows[i]),
+        }
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("under 1 of 2") && md.contains("fails") && md.contains("gain3 ("), "{md}");
+}
+
+#[test]
+fn precision_shows_f32_losing_the_gradient_before_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+kind = "precision"
+name = "p"
+seed = 5
+cells = ["rnn"]
+inits = ["small"]
+hidden = [16]
+seq_len = [1400]
+seeds = [0, 1]
+input_size = 4
+[init.small]
+recurrent = ["gaussian(0.5)"]
+input = ["gaussian(1.0)"]
+bias = ["zeros"]
+"#;
+    let (_, h, rows) = run_spec_text(dir.path(), "p", spec);
+    let get = |name: &str| -> Vec<usize> { column(&h, &rows, name).iter().map(|v| v.parse().unwrap()).collect() };
+    let (u32_, z32, u64_, z64) = (get("underflow_f32"), get("zero_f32"), get("underflow_f64"), get("zero_f64"));
+    let at32: Vec<f64> = column(&h, &rows, "log10_exact_at_zero_f32").iter().map(|v| v.parse().unwrap()).collect();
+    for i in 0..rows.len() {
+        // Subnormal before zero, f32 long before f64; f32 reaches 0 where the exact norm is
+        // about f32's smallest subnormal (1.4e-45) and f64 keeps going.
+        assert!(u32_[i] <= z32[i] && u64_[i] <= z64[i] && 3 * z32[i] < z64[i], "{:?}", rows[i]);
+        assert!((-47.0..-43.0).contains(&at32[i]), "{:?}", rows[i]);
+    }
+}

@@ -261,6 +261,7 @@ impl Precision<'_> {
         let mut earlier = 0;
         let mut compared = 0;
         let mut lost = Vec::new();
+        let mut stalled = Vec::new();
         for &h in &spec.hidden {
             for &t in &spec.seq_len {
                 for (cell, init) in pairs(spec) {
@@ -290,6 +291,10 @@ impl Precision<'_> {
                         text(med(|r| r.log10_exact_at_zero_f64), 1),
                         text(med(|r| r.horizon.map(|k| k as f64)), 0),
                     );
+                    let u32_ = med(|r| r.underflow_f32.map(|k| k as f64));
+                    if let (Some(u), None) = (u32_, z32) {
+                        stalled.push(format!("{cell} {init} (subnormal from k = {u:.0})"));
+                    }
                     if let Some(z32) = z32 {
                         compared += 1;
                         if z64.is_none_or(|z64| z64 > z32) {
@@ -315,6 +320,14 @@ impl Precision<'_> {
             s,
             "- Where f32 reaches 0, f64 reaches it later (or not within T) in {earlier} of {compared} cases."
         );
+        if !stalled.is_empty() {
+            let _ = writeln!(
+                s,
+                "- f32 underflows but does not reach 0 within T under {}: the signal stalls among subnormals \
+                 (rounding f·x at the smallest subnormals can return x), a floor of noise rather than a gradient.",
+                stalled.join("; ")
+            );
+        }
         s
     }
 }
