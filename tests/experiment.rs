@@ -102,7 +102,7 @@ fn tiny_spec_runs_end_to_end() {
 
     let (h, lyap) = read_csv(&out.join("lyapunov.csv"));
     assert_eq!(lyap.len(), 16 * 2 * 3);
-    assert_eq!(h[6..], ["index", "exponent", "se"]);
+    assert_eq!(h[6..], ["index", "exponent", "lyapunov_se"]);
 }
 
 /// A built-in spec shrunk to a few seconds in a debug build: small H and T, two seeds, a short

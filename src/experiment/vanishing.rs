@@ -50,7 +50,7 @@ pub struct SummaryRow {
 pub struct LyapunovRow {
     pub index: usize,
     pub exponent: f64,
-    pub se: Option<f64>,
+    pub lyapunov_se: Option<f64>,
 }
 
 /// What one point produces.
@@ -147,8 +147,8 @@ impl Experiment for Vanishing<'_> {
                     seed: q0_seed.wrapping_add(b as u64),
                 };
                 let est = lyapunov(&params, &tape, 0, b, &opts);
-                for (index, (&exponent, &se)) in est.exponents.iter().zip(&est.se).enumerate() {
-                    out.lyapunov.push((key.clone(), LyapunovRow { index, exponent, se }));
+                for (index, (&exponent, &lyapunov_se)) in est.exponents.iter().zip(&est.se).enumerate() {
+                    out.lyapunov.push((key.clone(), LyapunovRow { index, exponent, lyapunov_se }));
                 }
             }
         }

@@ -59,7 +59,7 @@ pub struct LyapunovRow {
     pub index: usize,
     pub exponent: f64,
     /// Standard error from block averages ([`LyapunovEstimate::se`]); empty with < 2 blocks.
-    pub se: Option<f64>,
+    pub lyapunov_se: Option<f64>,
     pub layer: usize,
 }
 
@@ -534,7 +534,14 @@ pub fn lyapunov_rows<T: Scalar>(
         .into_iter()
         .zip(est.se)
         .enumerate()
-        .map(|(index, (exponent, se))| LyapunovRow { cell: tape.kind.name(), batch: b, index, exponent, se, layer })
+        .map(|(index, (exponent, lyapunov_se))| LyapunovRow {
+            cell: tape.kind.name(),
+            batch: b,
+            index,
+            exponent,
+            lyapunov_se,
+            layer,
+        })
         .collect()
 }
 
