@@ -78,12 +78,12 @@ fn tiny_spec_runs_end_to_end() {
             "seed",
             "batch",
             "quantity",
+            "log_norm_end",
             "decay_rate",
             "decay_rate_se",
             "decay_rate_near",
             "horizon",
-            "regime",
-            "log_norm_end"
+            "regime"
         ]
     );
     // One row per sequence and quantity: dh for 16 points, dc and dstate for the 8 LSTM points.

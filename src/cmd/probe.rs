@@ -5,7 +5,7 @@
 use crate::bptt::{Tape, forward};
 use crate::cli::ProbeArgs;
 use crate::error::{Error, Result};
-use crate::estimate::{CurveSummary, Regime, summarize};
+use crate::estimate::{CurveSummary, summarize};
 use crate::loss::{Targets, loss_and_grad};
 use crate::model_file::{load_inputs, load_params, load_targets};
 use crate::output::write_csv;
@@ -20,18 +20,16 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// The estimators of one curve of `probe.csv`: a row of `summary.csv`.
+/// Which curve of `probe.csv` a row of `summary.csv` is about; its estimators follow.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SummaryRow {
+pub struct Curve {
     pub layer: usize,
     pub batch: usize,
     pub quantity: Quantity,
-    pub decay_rate: Option<f64>,
-    pub decay_rate_se: Option<f64>,
-    pub decay_rate_near: Option<f64>,
-    pub horizon: Option<usize>,
-    pub regime: Regime,
 }
+
+/// A row of `summary.csv`.
+type SummaryRow = (Curve, CurveSummary);
 
 /// Runs the command; returns the report to print.
 pub fn run(args: &ProbeArgs) -> Result<String> {
@@ -103,11 +101,7 @@ fn summaries(flow: &[FlowRow], threshold: f64) -> Vec<SummaryRow> {
     }
     curves
         .into_iter()
-        .map(|((layer, batch, quantity), curve)| {
-            let CurveSummary { decay_rate, decay_rate_se, decay_rate_near, horizon, regime } =
-                summarize(&curve, threshold);
-            SummaryRow { layer, batch, quantity, decay_rate, decay_rate_se, decay_rate_near, horizon, regime }
-        })
+        .map(|((layer, batch, quantity), curve)| (Curve { layer, batch, quantity }, summarize(&curve, threshold)))
         .collect()
 }
 
@@ -154,22 +148,22 @@ fn report(
         "layer", "batch", "quantity", "decay_rate", "decay_rate_near", "horizon", "regime", "top λ"
     );
     let num = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
-    for row in summary {
+    for (curve, est) in summary {
         let top = lyap
             .iter()
-            .find(|l| l.layer == row.layer && l.batch == row.batch && l.index == 0)
+            .find(|l| l.layer == curve.layer && l.batch == curve.batch && l.index == 0)
             .map(|l| l.exponent)
-            .filter(|_| row.quantity == Quantity::Dh || row.quantity == Quantity::Dstate);
+            .filter(|_| curve.quantity == Quantity::Dh || curve.quantity == Quantity::Dstate);
         let _ = writeln!(
             r,
             "{:>5} {:>5} {:>8} {:>11} {:>15} {:>8} {:>10} {:>10}",
-            row.layer,
-            row.batch,
-            row.quantity.name(),
-            num(row.decay_rate),
-            num(row.decay_rate_near),
-            row.horizon.map_or("none".to_string(), |k| k.to_string()),
-            row.regime.to_string(),
+            curve.layer,
+            curve.batch,
+            curve.quantity.name(),
+            num(est.decay_rate),
+            num(est.decay_rate_near),
+            est.horizon.map_or("none".to_string(), |k| k.to_string()),
+            est.regime.to_string(),
             num(top)
         );
     }

@@ -6,7 +6,7 @@
 //! biases) follows from them and the spec's `input` distribution.
 
 use super::charts::mean_sd_text;
-use super::grid::{Key, Point, draw};
+use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::{InputDist, NamedInit, Spec};
 use crate::bptt::forward;
@@ -198,11 +198,7 @@ impl EdgeOfChaos<'_> {
         for &h in &self.spec.hidden {
             for &t in &self.spec.seq_len {
                 for (i, init) in self.spec.inits.iter().enumerate() {
-                    let r: Vec<&SummaryRow> = rows
-                        .iter()
-                        .filter(|(k, _)| k.init == init.label && k.hidden == h && k.seq_len == t)
-                        .map(|(_, r)| r)
-                        .collect();
+                    let r = rows_at(rows, |k| k.init == init.label && k.hidden == h && k.seq_len == t);
                     out.push((i, h, t, r));
                 }
             }

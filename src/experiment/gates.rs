@@ -6,7 +6,7 @@
 //! claim failing.
 
 use super::charts::{counts_text, mean_sd_text};
-use super::grid::{Key, Point, draw};
+use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::forward;
@@ -223,12 +223,7 @@ impl Gates<'_> {
         for &h in &spec.hidden {
             for &t in &spec.seq_len {
                 for init in &spec.inits {
-                    let rows: Vec<&SummaryRow> = all
-                        .summary
-                        .iter()
-                        .filter(|(k, _)| k.init == init.label && k.hidden == h && k.seq_len == t)
-                        .map(|(_, r)| r)
-                        .collect();
+                    let rows = rows_at(&all.summary, |k| k.init == init.label && k.hidden == h && k.seq_len == t);
                     let frac: Vec<f64> = rows.iter().map(|r| r.f_dominant_frac).collect();
                     let med = |f: fn(&SummaryRow) -> f64| median(&rows.iter().map(|r| f(r)).collect::<Vec<_>>());
                     let terms: Vec<Term> = rows.iter().map(|r| r.dominant_term).collect();

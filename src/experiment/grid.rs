@@ -51,6 +51,11 @@ impl Key {
     }
 }
 
+/// The rows whose key satisfies `at`, in order: the rows of one group for a summary or a chart.
+pub fn rows_at<R>(rows: &[(Key, R)], at: impl Fn(&Key) -> bool) -> Vec<&R> {
+    rows.iter().filter(|(k, _)| at(k)).map(|(_, r)| r).collect()
+}
+
 /// The Cartesian product in a fixed order: cell, init, hidden, seq_len, seed; an init is paired
 /// only with the cells it applies to.
 pub fn expand(spec: &Spec) -> Vec<Point> {

@@ -7,7 +7,7 @@
 //! None of them equals dc_total (THEORY.md §5): the paths through the output gate are missing.
 
 use super::charts::{log10_of_ln, median_all, median_band};
-use super::grid::{Key, Point, draw};
+use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::forward;
@@ -264,12 +264,7 @@ impl Memory<'_> {
         for &h in &spec.hidden {
             for &t in &spec.seq_len {
                 for init in &spec.inits {
-                    let rows: Vec<&SummaryRow> = all
-                        .summary
-                        .iter()
-                        .filter(|(k, _)| k.init == init.label && k.hidden == h && k.seq_len == t)
-                        .map(|(_, r)| r)
-                        .collect();
+                    let rows = rows_at(&all.summary, |k| k.init == init.label && k.hidden == h && k.seq_len == t);
                     let med = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
                         median_all(&rows.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect::<Vec<_>>())
                     };

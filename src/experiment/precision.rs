@@ -8,7 +8,7 @@
 //! tiny, and the step's parameters receive both.
 
 use super::charts::{log10_of_ln, median_all, median_band};
-use super::grid::{Key, Point, draw};
+use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::{StateGradients, forward, state_gradients};
@@ -185,17 +185,6 @@ impl Experiment for Precision<'_> {
     }
 }
 
-/// (cell, init label) pairs in grid order.
-fn pairs(spec: &Spec) -> Vec<(crate::cell::CellKind, &str)> {
-    let mut out = Vec::new();
-    for &cell in &spec.cells {
-        for init in spec.inits.iter().filter(|n| n.applies_to(cell)) {
-            out.push((cell, init.label.as_str()));
-        }
-    }
-    out
-}
-
 impl Precision<'_> {
     /// One panel per (cell, init) at the first hidden size and longest T: exact, f64 and f32
     /// signals against distance, median over sequences (a line ends where the median is 0).
@@ -209,7 +198,8 @@ impl Precision<'_> {
             ("plain f64 BPTT", RGBColor(31, 119, 180), Dash::Dashed, |c| c.log10_f64),
             ("plain f32 BPTT", RGBColor(214, 39, 40), Dash::Dashed, |c| c.log10_f32),
         ];
-        let panels = pairs(spec)
+        let panels = spec
+            .pairs()
             .into_iter()
             .map(|(cell, init)| {
                 let series = lines
@@ -264,13 +254,9 @@ impl Precision<'_> {
         let mut stalled = Vec::new();
         for &h in &spec.hidden {
             for &t in &spec.seq_len {
-                for (cell, init) in pairs(spec) {
-                    let rows: Vec<&SummaryRow> = all
-                        .summary
-                        .iter()
-                        .filter(|(k, _)| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t)
-                        .map(|(_, r)| r)
-                        .collect();
+                for (cell, init) in spec.pairs() {
+                    let rows =
+                        rows_at(&all.summary, |k| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t);
                     let med = |f: fn(&SummaryRow) -> Option<f64>| {
                         let v: Vec<f64> = rows.iter().map(|r| f(r).unwrap_or(f64::INFINITY)).collect();
                         let m = median_all(&v);
@@ -313,7 +299,7 @@ impl Precision<'_> {
             s,
             "- f32 BPTT delivers exactly 0 within T under {} of {} (cell, init) pairs: {}.",
             lost.len(),
-            pairs(spec).len() * spec.hidden.len() * spec.seq_len.len(),
+            spec.pairs().len() * spec.hidden.len() * spec.seq_len.len(),
             if lost.is_empty() { "none".into() } else { lost.join("; ") }
         );
         let _ = writeln!(

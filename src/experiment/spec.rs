@@ -137,6 +137,17 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The (cell, init label) pairs of the grid, in grid order.
+    pub fn pairs(&self) -> Vec<(CellKind, &str)> {
+        let mut out = Vec::new();
+        for &cell in &self.cells {
+            for init in self.inits.iter().filter(|n| n.applies_to(cell)) {
+                out.push((cell, init.label.as_str()));
+            }
+        }
+        out
+    }
+
     /// The built-in experiment `name`.
     pub fn built_in(name: &str) -> Result<Spec> {
         let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {

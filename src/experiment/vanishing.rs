@@ -6,13 +6,13 @@
 //! headline quantity (dh for RNN and GRU, dstate for the LSTM).
 
 use super::charts::{counts_text, log10_of_ln, mean_sd_text, median_all, median_band};
-use super::grid::{Key, Point, draw};
+use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::forward;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
-use crate::estimate::{Regime, median, summarize};
+use crate::estimate::{CurveSummary, Regime, median, summarize};
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Scale, Series, style};
 use crate::probe::{LyapunovOptions, Q0, Quantity, jacobian_flow, lyapunov};
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
@@ -32,18 +32,16 @@ pub struct CurveRow {
     pub log_frobenius_norm: f64,
 }
 
-/// The estimators of one curve: `summary.csv`.
+/// Which curve a row of `summary.csv` is about, and its end; its estimators follow.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SummaryRow {
+pub struct Curve {
     pub quantity: Quantity,
-    pub decay_rate: Option<f64>,
-    pub decay_rate_se: Option<f64>,
-    pub decay_rate_near: Option<f64>,
-    pub horizon: Option<usize>,
-    pub regime: Regime,
     /// ln of the norm at the largest distance (k = T; dc_total: k = T − 1).
     pub log_norm_end: f64,
 }
+
+/// A row of `summary.csv` after its key.
+pub type SummaryRow = (Curve, CurveSummary);
 
 /// One Lyapunov exponent: `lyapunov.csv`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -125,19 +123,8 @@ impl Experiment for Vanishing<'_> {
                 ));
             }
             for (&quantity, curve) in &by_k {
-                let s = summarize(curve, spec.probes.horizon_threshold);
-                out.summary.push((
-                    key.clone(),
-                    SummaryRow {
-                        quantity,
-                        decay_rate: s.decay_rate,
-                        decay_rate_se: s.decay_rate_se,
-                        decay_rate_near: s.decay_rate_near,
-                        horizon: s.horizon,
-                        regime: s.regime,
-                        log_norm_end: *curve.last().expect("T ≥ 2"),
-                    },
-                ));
+                let head = Curve { quantity, log_norm_end: *curve.last().expect("T ≥ 2") };
+                out.summary.push((key.clone(), (head, summarize(curve, spec.probes.horizon_threshold))));
             }
             if spec.probes.lyapunov > 0 {
                 let opts = LyapunovOptions {
@@ -175,17 +162,6 @@ impl Experiment for Vanishing<'_> {
     }
 }
 
-/// (cell, init label) pairs in grid order.
-fn pairs(spec: &Spec) -> Vec<(CellKind, &str)> {
-    let mut out = Vec::new();
-    for &cell in &spec.cells {
-        for init in spec.inits.iter().filter(|n| n.applies_to(cell)) {
-            out.push((cell, init.label.as_str()));
-        }
-    }
-    out
-}
-
 impl Vanishing<'_> {
     fn seeds_text(&self) -> String {
         let n = self.spec.seeds.len() * self.spec.batch;
@@ -209,7 +185,7 @@ impl Vanishing<'_> {
                 } else {
                     vec![(Quantity::Dh, Dash::Solid)]
                 };
-                for (i, (_, init)) in pairs(spec).into_iter().filter(|(c, _)| *c == cell).enumerate() {
+                for (i, (_, init)) in spec.pairs().into_iter().filter(|(c, _)| *c == cell).enumerate() {
                     for &(q, dash) in &quantities {
                         let mut by_k: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
                         for (k, c) in &all.curves {
@@ -254,11 +230,13 @@ impl Vanishing<'_> {
         let slowest = all
             .summary
             .iter()
-            .filter(|(k, r)| at(k) && r.quantity == Quantity::Dstate)
-            .filter_map(|(k, r)| r.decay_rate.map(|d| (k.init.as_str(), d)))
+            .filter(|(k, (c, _))| at(k) && c.quantity == Quantity::Dstate)
+            .filter_map(|(k, (_, e))| e.decay_rate.map(|d| (k.init.as_str(), d)))
             .max_by(|a, b| a.1.total_cmp(&b.1))?
             .0;
-        let (i, _) = pairs(self.spec)
+        let (i, _) = self
+            .spec
+            .pairs()
             .into_iter()
             .filter(|(c, _)| *c == CellKind::Lstm)
             .enumerate()
@@ -293,7 +271,8 @@ impl Vanishing<'_> {
         for &h in &spec.hidden {
             for &cell in &spec.cells {
                 let q = headline(cell);
-                let series = pairs(spec)
+                let series = spec
+                    .pairs()
                     .into_iter()
                     .filter(|(c, _)| *c == cell)
                     .enumerate()
@@ -301,17 +280,11 @@ impl Vanishing<'_> {
                         let mut points = Vec::new();
                         let mut error_bars = Vec::new();
                         for &t in &spec.seq_len {
-                            let v: Vec<f64> = all
-                                .summary
-                                .iter()
-                                .filter(|(k, s)| {
-                                    k.cell == cell
-                                        && k.init == init
-                                        && k.hidden == h
-                                        && k.seq_len == t
-                                        && s.quantity == q
-                                })
-                                .filter_map(|(_, s)| s.decay_rate)
+                            let at = |k: &Key| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t;
+                            let v: Vec<f64> = rows_at(&all.summary, at)
+                                .into_iter()
+                                .filter(|(c, _)| c.quantity == q)
+                                .filter_map(|(_, e)| e.decay_rate)
                                 .collect();
                             if v.is_empty() {
                                 continue;
@@ -364,14 +337,17 @@ impl Vanishing<'_> {
         let mut findings_rate = Vec::new();
         let mut lstm_gap = Vec::new();
         for &h in &spec.hidden {
-            for (cell, init) in pairs(spec) {
+            for (cell, init) in spec.pairs() {
                 let at = |k: &Key| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t;
                 let lyap: Vec<f64> =
                     all.lyapunov.iter().filter(|(k, l)| at(k) && l.index == 0).map(|(_, l)| l.exponent).collect();
                 let mut ends = BTreeMap::new();
                 for q in Quantity::PRODUCTS {
-                    let rows: Vec<&SummaryRow> =
-                        all.summary.iter().filter(|(k, r)| at(k) && r.quantity == q).map(|(_, r)| r).collect();
+                    let (curves, rows): (Vec<&Curve>, Vec<&CurveSummary>) = rows_at(&all.summary, at)
+                        .into_iter()
+                        .filter(|(c, _)| c.quantity == q)
+                        .map(|(c, e)| (c, e)) // &(Curve, CurveSummary) -> (&Curve, &CurveSummary)
+                        .unzip();
                     if rows.is_empty() {
                         continue;
                     }
@@ -384,7 +360,7 @@ impl Vanishing<'_> {
                         n if n == rows.len() => format!("{}", median(&horizons)),
                         n => format!("{} ({n}/{} have one)", median(&horizons), rows.len()),
                     };
-                    let end = median_all(&rows.iter().map(|r| log10_of_ln(r.log_norm_end)).collect::<Vec<_>>());
+                    let end = median_all(&curves.iter().map(|c| log10_of_ln(c.log_norm_end)).collect::<Vec<_>>());
                     ends.insert(q, end);
                     let lyap_text = if q == headline(cell) { mean_sd_text(&lyap, 4) } else { String::new() };
                     let _ = writeln!(
