@@ -339,3 +339,39 @@ bias = ["zeros"]
         assert!((-47.0..-43.0).contains(&at32[i]), "{:?}", rows[i]);
     }
 }
+
+#[test]
+fn probe_lyapunov_options_are_checked_and_change_the_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oracle/lstm_h16_i5_t10_b3_mse_orth0.9");
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "probe".to_string(),
+            "--weights".into(),
+            case.join("weights.safetensors").to_string_lossy().into(),
+            "--input".into(),
+            case.join("input.safetensors").to_string_lossy().into(),
+            "--out".into(),
+            dir.path().join(out).to_string_lossy().into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_gradlab")).args(a).output().unwrap()
+    };
+    // T = 10: a burn-in of 10 leaves nothing to average.
+    let o = run("bad", &["--burn-in", "10"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--burn-in 10") && err.contains("T = 10") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(!dir.path().join("bad").exists(), "nothing is written before the check");
+    let first_exponent = |out: &str| read_csv(&dir.path().join(out).join("lyapunov.csv")).1[0][3].clone();
+    assert!(run("plain", &[]).status.success());
+    assert!(run("asym", &["--burn-in", "4", "--q0", "random", "--seed", "3"]).status.success());
+    assert_ne!(first_exponent("plain"), first_exponent("asym"));
+    let stdout =
+        String::from_utf8_lossy(&run("again", &["--burn-in", "4", "--q0", "random", "--seed", "3"]).stdout).to_string();
+    assert!(
+        stdout.contains("decay_rate") && stdout.contains("decay_rate_near") && stdout.contains("regime"),
+        "{stdout}"
+    );
+    assert_eq!(first_exponent("asym"), first_exponent("again"), "the same seed gives the same Q0");
+}
