@@ -22,6 +22,21 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Parameter sweeps that measure gradient flow, writing CSVs and charts.
     Experiment(ExperimentArgs),
+    /// Every built-in experiment (reusing finished folders) and one REPORT.md of their findings.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Folder for the experiments' folders and REPORT.md.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+    /// Worker threads (default: all cores; RAYON_NUM_THREADS is honoured).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Overwrite folders of a different spec, and a REPORT.md that gradlab did not write.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

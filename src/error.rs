@@ -20,8 +20,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The bytes are not a valid safetensors file.
-    #[error("not a valid safetensors file ({0})")]
+    /// A file's bytes are not in the format expected; the message says which format and why.
+    #[error("{0}")]
     Format(String),
     /// A tensor that must be present is missing.
     #[error("missing tensor `{tensor}` ({why})")]

@@ -6,7 +6,8 @@
 //! - [`tensors`]: safetensors input and output with checked shapes, dtypes and values;
 //! - [`probe`]: gradient-flow probes: Jacobian-product norms, LSTM decomposition, Lyapunov spectra;
 //! - [`estimate`]: decay rates, horizons and regimes of a curve; [`meanfield`]: ½ ln χ theory;
-//! - [`experiment`]: the generic sweep runner and one file per experiment;
+//! - [`experiment`]: the generic sweep runner and one file per experiment; [`report`]: all of
+//!   them in one REPORT.md;
 //! - [`cmd`], [`cli`]: the `gradlab` commands; [`output`]: CSV files;
 //! - [`scalar`], [`linalg`]: f32/f64 and the GEMM every product goes through.
 
@@ -25,6 +26,7 @@ pub mod model_file;
 pub mod output;
 pub mod params;
 pub mod probe;
+pub mod report;
 pub mod scalar;
 pub mod tensors;
 

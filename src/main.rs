@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Command::Grad(args) => gradlab::cmd::grad::run(args),
         Command::Probe(args) => gradlab::cmd::probe::run(args),
         Command::Experiment(args) => gradlab::cmd::experiment::run(args),
+        Command::Report(args) => gradlab::cmd::report::run(args),
     };
     match result {
         Ok(report) => {

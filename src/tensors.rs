@@ -29,7 +29,8 @@ impl TensorFile {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format(e.to_string()).in_file(&path))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")).in_file(&path))?;
         let tensors = st
             .iter()
             .map(|(name, view)| {
@@ -180,8 +181,8 @@ pub fn to_safetensors_bytes<T: Scalar>(tensors: &[NamedTensor<T>]) -> Result<Vec
         .iter()
         .map(|(name, shape, b)| TensorView::new(T::DTYPE, shape.clone(), b).map(|v| (name.as_str(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Format(e.to_string()))?;
-    safetensors::serialize(views, None).map_err(|e| Error::Format(e.to_string()))
+        .map_err(|e| Error::Format(format!("safetensors: {e}")))?;
+    safetensors::serialize(views, None).map_err(|e| Error::Format(format!("safetensors: {e}")))
 }
 
 /// Refuses an existing `path` unless `force`: call before long work so nothing is computed in vain.

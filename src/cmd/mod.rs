@@ -4,3 +4,4 @@
 pub mod experiment;
 pub mod grad;
 pub mod probe;
+pub mod report;

@@ -6,6 +6,7 @@
 //! biases) follows from them and the spec's `input` distribution.
 
 use super::charts::mean_sd_text;
+use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::{InputDist, NamedInit, Spec};
@@ -182,7 +183,7 @@ impl Experiment for EdgeOfChaos<'_> {
         let mut p = Products::default();
         p.table("summary.csv", &rows)?;
         p.charts.push(("edge", self.figure(&rows)));
-        p.summary = self.summary(&rows);
+        (p.summary, p.findings, p.notes) = self.summary(&rows);
         Ok(p)
     }
 }
@@ -303,7 +304,7 @@ impl EdgeOfChaos<'_> {
         }
     }
 
-    fn summary(&self, rows: &[(Key, SummaryRow)]) -> String {
+    fn summary(&self, rows: &[(Key, SummaryRow)]) -> (String, Vec<Finding>, Vec<String>) {
         let spec = self.spec;
         let mut s = String::new();
         let _ = writeln!(
@@ -314,8 +315,7 @@ impl EdgeOfChaos<'_> {
         );
         let _ = writeln!(s, "| g | H | T | q* | q measured | ½ ln χ | decay_rate (far) | λ₁ | rate − ½ ln χ |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-        let mut agree = 0;
-        let mut total = 0;
+        let (mut agree, mut disagree) = (Vec::new(), Vec::new());
         let mut worst: Option<(f64, f64)> = None;
         for (i, h, t, r) in self.groups(rows) {
             if r.is_empty() {
@@ -327,9 +327,11 @@ impl EdgeOfChaos<'_> {
             let qm: Vec<f64> = r.iter().map(|r| r.q_measured).collect();
             let theory = r[0].meanfield_rate;
             let diff = mean_sd(&rates).0 - theory;
-            total += 1;
+            let item = format!("g = {g} (H = {h}: {diff:+.4})");
             if diff.abs() <= AGREEMENT {
-                agree += 1;
+                agree.push(item)
+            } else {
+                disagree.push(item)
             }
             if worst.is_none_or(|w| diff.abs() > w.1.abs()) {
                 worst = Some((g, diff));
@@ -343,23 +345,20 @@ impl EdgeOfChaos<'_> {
                 mean_sd_text(&lyaps, 4),
             );
         }
-        let _ = writeln!(
-            s,
-            "\nFindings (computed from the rows above; THEORY.md §6 expects agreement within {AGREEMENT} per step):\n"
+        let sentence = format!(
+            "measured far decay rate of ‖dh_T/dh_s‖₂ minus ½ ln χ(q*) per gain (mean over sequences); it holds within \
+             {AGREEMENT} per step"
         );
-        let _ = writeln!(
-            s,
-            "- The measured far decay rate is within {AGREEMENT} per step of ½ ln χ for {agree} of {total} gains."
-        );
+        let findings = vec![Finding::new(Claim::MeanFieldRate, agree, disagree, sentence)];
+        let mut notes = Vec::new();
         if let Some((g, d)) = worst {
-            let _ = writeln!(s, "- The largest deviation is {d:+.4} per step, at g = {g}.");
+            notes.push(format!("The largest deviation is {d:+.4} per step, at g = {g}."));
         }
         if let Some((var, Some(edge))) = self.common {
-            let _ = writeln!(
-                s,
-                "- Mean field puts the edge of chaos (χ = 1) at g = {edge:.3} for this input drive (σ_in² = {var})."
-            );
+            notes.push(format!(
+                "Mean field puts the edge of chaos (χ = 1) at g = {edge:.3} for this input drive (σ_in² = {var})."
+            ));
         }
-        s
+        (s, findings, notes)
     }
 }

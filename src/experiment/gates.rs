@@ -6,6 +6,7 @@
 //! claim failing.
 
 use super::charts::{counts_text, mean_sd_text};
+use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
@@ -128,7 +129,7 @@ impl Experiment for Gates<'_> {
         p.table("summary.csv", &all.summary)?;
         p.table("decomp.csv", &all.decomp)?;
         p.charts.push(("ratio", self.ratio_figure(&all)));
-        p.summary = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(&all);
         Ok(p)
     }
 }
@@ -204,7 +205,7 @@ impl Gates<'_> {
         }
     }
 
-    fn summary(&self, all: &Measured) -> String {
+    fn summary(&self, all: &Measured) -> (String, Vec<Finding>, Vec<String>) {
         let spec = self.spec;
         let mut s = String::new();
         let _ = writeln!(
@@ -244,20 +245,9 @@ impl Gates<'_> {
                 }
             }
         }
-        let _ = writeln!(s, "\nFindings (computed from the rows above; seed 001 claims F dominates):\n");
-        let _ = writeln!(
-            s,
-            "- F dominates at most steps (f_dominant_frac ≥ 50%) under {} of {} init × size × length cells: {}.",
-            holds.len(),
-            holds.len() + fails.len(),
-            if holds.is_empty() { "none".into() } else { holds.join(", ") }
-        );
-        let _ = writeln!(
-            s,
-            "- The claim fails (the other terms outweigh F at most steps) under {}: {}.",
-            fails.len(),
-            if fails.is_empty() { "none".into() } else { fails.join(", ") }
-        );
-        s
+        let sentence = "share of steps where ‖F‖₂ = max_i f_i is at least ‖T_f + T_i + T_g‖₂, per init (mean over \
+                        sequences); it holds where that share is at least 50%"
+            .to_string();
+        (s, vec![Finding::new(Claim::FDominates, holds, fails, sentence)], vec![])
     }
 }

@@ -103,7 +103,7 @@ pub fn draw(spec: &Spec, p: &Point, rng: &mut ChaCha8Rng) -> (Params<f64>, Input
 }
 
 /// FNV-1a, 64 bit: a fixed, platform-independent string hash.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -7,6 +7,7 @@
 //! None of them equals dc_total (THEORY.md §5): the paths through the output gate are missing.
 
 use super::charts::{log10_of_ln, median_all, median_band};
+use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
@@ -181,7 +182,7 @@ impl Experiment for Memory<'_> {
         p.table("curves.csv", &all.curves)?;
         p.table("summary.csv", &all.summary)?;
         p.charts.push(("memory", self.figure(&all)));
-        p.summary = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(&all);
         Ok(p)
     }
 }
@@ -245,7 +246,7 @@ impl Memory<'_> {
         }
     }
 
-    fn summary(&self, all: &Measured) -> String {
+    fn summary(&self, all: &Measured) -> (String, Vec<Finding>, Vec<String>) {
         let spec = self.spec;
         let mut s = String::new();
         let _ = writeln!(
@@ -284,21 +285,10 @@ impl Memory<'_> {
                 }
             }
         }
-        let _ = writeln!(s, "\nFindings (computed from the rows above; seed 001 argues ∏ f carries the gradient):\n");
-        let _ = writeln!(
-            s,
-            "- ∏ f of the best-kept unit decays at the rate of the exact dc_total (within 20%) under {} of {}: {}.",
-            tracks.len(),
-            tracks.len() + misses.len(),
-            if tracks.is_empty() { "none".into() } else { tracks.join("; ") }
-        );
-        let _ = writeln!(
-            s,
-            "- It does not under {}: {}.",
-            misses.len(),
-            if misses.is_empty() { "none".into() } else { misses.join("; ") }
-        );
-        s
+        let sentence = "far-range rate of ∏ f (the best-kept unit) against the exact dc_total, per init; it holds \
+                        where the two agree within 20%"
+            .to_string();
+        (s, vec![Finding::new(Claim::ProdFCarries, tracks, misses, sentence)], vec![])
     }
 }
 

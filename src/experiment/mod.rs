@@ -3,10 +3,12 @@
 //! writes what the experiment makes of them. One file per experiment holds its measurement per
 //! point, its rows, its charts and its printed summary; a new experiment is one file, one
 //! [`Kind`] variant and its line in [`run`] (plus a spec in `experiments/` and a line in
-//! [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`).
+//! [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`); [`charts`] and
+//! [`Kind::question`] tell `gradlab report` what to show.
 
 pub mod charts;
 pub mod edge_of_chaos;
+pub mod findings;
 pub mod gates;
 pub mod grid;
 pub mod memory;
@@ -34,6 +36,31 @@ pub enum Kind {
     EdgeOfChaos,
     /// Where plain f32/f64 BPTT loses the gradient to underflow.
     Precision,
+}
+
+impl Kind {
+    /// The question the experiment asks, for the report.
+    pub fn question(self) -> &'static str {
+        match self {
+            Kind::Vanishing => "How far back does the gradient reach in a tanh RNN, an LSTM and a GRU?",
+            Kind::Gates => "Does the forget gate dominate the LSTM's dc_t/dc_(t-1), and where does it not?",
+            Kind::Memory => "Is the LSTM's dc_T/dc_s the product of its forget gates?",
+            Kind::EdgeOfChaos => "Does a wide random tanh RNN decay at the mean-field rate ½ ln χ?",
+            Kind::Precision => "Where does plain f32 or f64 BPTT lose the gradient to underflow?",
+        }
+    }
+}
+
+/// The stems of the charts the spec's experiment writes, in its order.
+pub fn charts(spec: &Spec) -> Result<Vec<&'static str>> {
+    use runner::Experiment;
+    Ok(match spec.kind {
+        Kind::Vanishing => vanishing::Vanishing::new(spec)?.charts(),
+        Kind::Gates => gates::Gates::new(spec)?.charts(),
+        Kind::Memory => memory::Memory::new(spec)?.charts(),
+        Kind::EdgeOfChaos => edge_of_chaos::EdgeOfChaos::new(spec)?.charts(),
+        Kind::Precision => precision::Precision::new(spec)?.charts(),
+    })
 }
 
 /// The experiments compiled into the binary: (name, spec text). Each is run by

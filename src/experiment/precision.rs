@@ -8,6 +8,7 @@
 //! tiny, and the step's parameters receive both.
 
 use super::charts::{log10_of_ln, median_all, median_band};
+use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
@@ -180,7 +181,7 @@ impl Experiment for Precision<'_> {
         p.table("curves.csv", &all.curves)?;
         p.table("summary.csv", &all.summary)?;
         p.charts.push(("precision", self.figure(&all)));
-        p.summary = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(&all);
         Ok(p)
     }
 }
@@ -234,7 +235,7 @@ impl Precision<'_> {
         }
     }
 
-    fn summary(&self, all: &Measured) -> String {
+    fn summary(&self, all: &Measured) -> (String, Vec<Finding>, Vec<String>) {
         let spec = self.spec;
         let mut s = String::new();
         let _ = writeln!(
@@ -252,6 +253,7 @@ impl Precision<'_> {
         let mut compared = 0;
         let mut lost = Vec::new();
         let mut stalled = Vec::new();
+        let mut delivered = Vec::new();
         for &h in &spec.hidden {
             for &t in &spec.seq_len {
                 for (cell, init) in spec.pairs() {
@@ -278,8 +280,10 @@ impl Precision<'_> {
                         text(med(|r| r.horizon.map(|k| k as f64)), 0),
                     );
                     let u32_ = med(|r| r.underflow_f32.map(|k| k as f64));
-                    if let (Some(u), None) = (u32_, z32) {
-                        stalled.push(format!("{cell} {init} (subnormal from k = {u:.0})"));
+                    match (u32_, z32) {
+                        (None, _) => delivered.push(format!("{cell} {init} (no underflow within T = {t})")),
+                        (Some(u), None) => stalled.push(format!("{cell} {init} (subnormal from k = {u:.0}, never 0)")),
+                        _ => {}
                     }
                     if let Some(z32) = z32 {
                         compared += 1;
@@ -287,33 +291,28 @@ impl Precision<'_> {
                             earlier += 1;
                         }
                         lost.push(format!(
-                            "{cell} {init} after {z32:.0} steps (exact norm there 10^{:.0})",
+                            "{cell} {init} (0 after {z32:.0} steps, exact norm there 10^{:.0})",
                             at32.unwrap_or(f64::NAN)
                         ));
                     }
                 }
             }
         }
-        let _ = writeln!(s, "\nFindings (computed from the rows above):\n");
-        let _ = writeln!(
-            s,
-            "- f32 BPTT delivers exactly 0 within T under {} of {} (cell, init) pairs: {}.",
-            lost.len(),
-            spec.pairs().len() * spec.hidden.len() * spec.seq_len.len(),
-            if lost.is_empty() { "none".into() } else { lost.join("; ") }
-        );
-        let _ = writeln!(
-            s,
-            "- Where f32 reaches 0, f64 reaches it later (or not within T) in {earlier} of {compared} cases."
-        );
+        let sentence = "first distance at which plain f32 BPTT's signal is all subnormal, then exactly 0 (median over \
+                        sequences), beside the exact norm there; it holds where f32 does not underflow within T"
+            .to_string();
+        let fails = lost.iter().chain(&stalled).cloned().collect();
+        let findings = vec![Finding::new(Claim::F32Delivers, delivered, fails, sentence)];
+        let mut notes = vec![format!(
+            "Where f32 reaches 0, f64 reaches it later (or not within T) in {earlier} of {compared} cases."
+        )];
         if !stalled.is_empty() {
-            let _ = writeln!(
-                s,
-                "- f32 underflows but does not reach 0 within T under {}: the signal stalls among subnormals \
-                 (rounding f·x at the smallest subnormals can return x), a floor of noise rather than a gradient.",
+            notes.push(format!(
+                "f32 underflows but does not reach 0 within T under {}: the signal stalls among subnormals (rounding \
+                 f·x at the smallest subnormals can return x), a floor of noise rather than a gradient.",
                 stalled.join("; ")
-            );
+            ));
         }
-        s
+        (s, findings, notes)
     }
 }

@@ -6,6 +6,7 @@
 //! own random stream, results are put back in grid order, and no floating-point reduction
 //! crosses threads.
 
+use super::findings::Finding;
 use super::grid::{Point, expand, point_rng};
 use super::spec::Spec;
 use crate::error::{Error, Result};
@@ -53,9 +54,28 @@ pub struct Products {
     pub tables: Vec<(&'static str, Vec<u8>)>,
     /// (stem, figure).
     pub charts: Vec<(&'static str, Figure)>,
-    /// The summary printed after the run and written as `summary.md`: tables and findings in
-    /// Markdown, every number computed from the rows.
+    /// The head of `summary.md`: a sentence on what the table shows and the table, in Markdown.
     pub summary: String,
+    /// What the rows say about the claims the experiment tests (`findings.csv`).
+    pub findings: Vec<Finding>,
+    /// Further observations computed from the rows, one Markdown bullet each.
+    pub notes: Vec<String>,
+}
+
+impl Products {
+    /// `summary.md`: the table, then the findings and notes.
+    pub fn summary_markdown(&self) -> String {
+        let mut s = self.summary.trim_end().to_string();
+        s.push_str("\n\nFindings (computed from the rows above):\n\n");
+        for f in &self.findings {
+            s.push_str(&f.markdown());
+            s.push('\n');
+        }
+        for n in &self.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+        s
+    }
 }
 
 impl Products {
@@ -79,7 +99,8 @@ pub struct RunOptions {
 
 /// Every file name `exp` may write into its folder.
 fn output_files<E: Experiment>(exp: &E) -> Vec<String> {
-    let mut f = vec!["spec.toml".to_string(), "summary.md".to_string()];
+    let mut f =
+        vec!["spec.toml".to_string(), "summary.md".to_string(), "findings.csv".to_string(), "run.toml".to_string()];
     f.extend(exp.tables().iter().map(|t| t.to_string()));
     for c in exp.charts() {
         f.extend([format!("{c}.png"), format!("{c}.svg")]);
@@ -143,19 +164,46 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
     for (name, bytes) in &products.tables {
         put(name, bytes)?;
     }
-    put("summary.md", products.summary.as_bytes())?;
+    let summary = products.summary_markdown();
+    put("summary.md", summary.as_bytes())?;
+    put("findings.csv", &csv_bytes(&products.findings)?)?;
+    let run = RunRecord {
+        gradlab: env!("CARGO_PKG_VERSION").to_string(),
+        commit: env!("GRADLAB_COMMIT").to_string(),
+        seconds: (seconds * 10.0).round() / 10.0,
+        threads: rayon_threads(opts.threads),
+        points: points.len(),
+    };
+    put("run.toml", toml::to_string(&run).expect("a flat record serializes").as_bytes())?;
     for (stem, fig) in &products.charts {
         debug_assert!(exp.charts().contains(stem), "chart {stem} is not declared");
         written.extend(plot::save(fig, &dir.join(stem), replace)?);
     }
     let mut r = String::new();
     let _ = writeln!(r, "{}: {} — {} grid points in {seconds:.1} s\n", spec.name, spec.description, points.len());
-    let _ = writeln!(r, "{}", products.summary.trim_end());
+    let _ = writeln!(r, "{}", summary.trim_end());
     let _ = writeln!(r, "\nwrote:");
     for p in written {
         let _ = writeln!(r, "  {}", p.display());
     }
     Ok(r.trim_end().to_string())
+}
+
+/// How a folder's outputs were made: `run.toml`, read back by `gradlab report`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub gradlab: String,
+    /// The commit the binary was built from ("unknown" outside a git checkout).
+    pub commit: String,
+    /// Wall-clock seconds of the sweep (measuring the points), to 0.1 s.
+    pub seconds: f64,
+    pub threads: usize,
+    pub points: usize,
+}
+
+/// The worker threads a run uses.
+fn rayon_threads(threads: Option<u16>) -> usize {
+    threads.map_or_else(rayon::current_num_threads, usize::from)
 }
 
 /// Measures every point on the current rayon pool; `progress` ticks once per point. Points start

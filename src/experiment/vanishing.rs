@@ -6,6 +6,7 @@
 //! headline quantity (dh for RNN and GRU, dstate for the LSTM).
 
 use super::charts::{counts_text, log10_of_ln, mean_sd_text, median_all, median_band};
+use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
 use super::spec::Spec;
@@ -157,7 +158,7 @@ impl Experiment for Vanishing<'_> {
         }
         p.charts.push(("decay", self.decay_figure(&all)));
         p.charts.push(("rate", self.rate_figure(&all)));
-        p.summary = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(&all);
         Ok(p)
     }
 }
@@ -316,8 +317,8 @@ impl Vanishing<'_> {
         }
     }
 
-    /// The Markdown summary: one table at the longest T, then findings computed from it.
-    fn summary(&self, all: &Measured) -> String {
+    /// The Markdown summary (one table at the longest T), the findings and notes computed from it.
+    fn summary(&self, all: &Measured) -> (String, Vec<Finding>, Vec<String>) {
         let spec = self.spec;
         let t = self.longest();
         let mut s = String::new();
@@ -336,6 +337,9 @@ impl Vanishing<'_> {
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         let mut findings_rate = Vec::new();
         let mut lstm_gap = Vec::new();
+        // (cell, init, mean far rate, is the majority regime vanishing, regime counts) of the
+        // headline quantity.
+        let mut headlines: Vec<(CellKind, &str, f64, bool, String)> = Vec::new();
         for &h in &spec.hidden {
             for (cell, init) in spec.pairs() {
                 let at = |k: &Key| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t;
@@ -370,6 +374,11 @@ impl Vanishing<'_> {
                         mean_sd_text(&near, 4),
                         counts_text(&regimes)
                     );
+                    if q == headline(cell) && !far.is_empty() {
+                        let vanishing = regimes.iter().filter(|&&r| r == Regime::Vanishing).count();
+                        let mean = crate::estimate::mean_sd(&far).0;
+                        headlines.push((cell, init, mean, 2 * vanishing > regimes.len(), counts_text(&regimes)));
+                    }
                     if q == headline(cell) && !far.is_empty() && !lyap.is_empty() {
                         let (mf, ml) = (crate::estimate::mean_sd(&far).0, crate::estimate::mean_sd(&lyap).0);
                         findings_rate.push((cell, init, mf, ml));
@@ -380,36 +389,58 @@ impl Vanishing<'_> {
                 }
             }
         }
-        let _ = writeln!(s, "\nFindings (computed from the rows above):\n");
+        let mut findings = Vec::new();
+        let rnn: Vec<_> = headlines.iter().filter(|h| h.0 == CellKind::Rnn).collect();
+        if !rnn.is_empty() {
+            let holds = rnn.iter().filter(|h| h.3).map(|h| format!("{} ({:+.4}/step)", h.1, h.2)).collect();
+            let fails = rnn.iter().filter(|h| !h.3).map(|h| format!("{} ({:+.4}/step, {})", h.1, h.2, h.4)).collect();
+            let sentence = format!("far decay rate of ‖dh_T/dh_s‖₂ at T = {t} per init, vanishing when most seeds are");
+            findings.push(Finding::new(Claim::RnnVanishes, holds, fails, sentence));
+        }
+        // The slowest-vanishing tanh RNN is what an LSTM must beat.
+        let reference = rnn.iter().filter(|h| h.3).max_by(|a, b| a.2.total_cmp(&b.2));
+        let lstm: Vec<_> = headlines.iter().filter(|h| h.0 == CellKind::Lstm).collect();
+        if let Some(r) = reference
+            && !lstm.is_empty()
+        {
+            let item = |h: &&(CellKind, &str, f64, bool, String)| format!("{} ({:+.4}/step)", h.1, h.2);
+            let holds = lstm.iter().filter(|h| h.2 > r.2).map(item).collect();
+            let fails = lstm.iter().filter(|h| h.2 <= r.2).map(item).collect();
+            let sentence = format!(
+                "far decay rate of the LSTM's state map d(h,c)_T/d(h,c)_s at T = {t} against the slowest-vanishing \
+                 tanh RNN, {} ({:+.4}/step)",
+                r.1, r.2
+            );
+            findings.push(Finding::new(Claim::LstmRemembers, holds, fails, sentence));
+        }
+        let mut notes = Vec::new();
         let agree = |mf: f64, ml: f64| (ml - mf).abs() <= 0.2 * mf.abs().max(1e-3);
-        let good: Vec<String> =
-            findings_rate.iter().filter(|r| agree(r.2, r.3)).map(|(c, i, _, _)| format!("{c} {i}")).collect();
+        let good = findings_rate.iter().filter(|r| agree(r.2, r.3)).count();
         let bad: Vec<String> = findings_rate
             .iter()
             .filter(|r| !agree(r.2, r.3))
             .map(|(c, i, mf, ml)| format!("{c} {i} (rate {mf:+.4}, λ₁ {ml:+.4})"))
             .collect();
-        let _ = writeln!(
-            s,
-            "- λ₁ agrees with the far decay rate of the full state map within 20% for {} of {} (cell, init) pairs{}{}.",
-            good.len(),
+        notes.push(format!(
+            "λ₁ agrees with the far decay rate of the full state map within 20% for {good} of {} (cell, init) pairs{}.",
             findings_rate.len(),
-            if bad.is_empty() { String::new() } else { format!("; it does not for {}", bad.join(", ")) },
             if bad.is_empty() {
-                ""
+                String::new()
             } else {
-                " (a finite sequence: λ₁ has not converged, or the curve is not one exponential)"
+                format!(
+                    "; it does not for {} (a finite sequence: λ₁ has not converged, or the curve is not one exponential)",
+                    bad.join(", ")
+                )
             }
-        );
+        ));
         for (init, dh, ds) in lstm_gap {
-            let _ = writeln!(
-                s,
-                "- LSTM {init}: at k = T, log10 ‖dh‖ = {dh:.1} but log10 ‖dstate‖ = {ds:.1}: holding c_s fixed {} \
+            notes.push(format!(
+                "LSTM {init}: at k = T, log10 ‖dh‖ = {dh:.1} but log10 ‖dstate‖ = {ds:.1}: holding c_s fixed {} \
                  what the state carries by {:.1} decades.",
                 if ds >= dh { "understates" } else { "overstates" },
                 (ds - dh).abs()
-            );
+            ));
         }
-        s
+        (s, findings, notes)
     }
 }

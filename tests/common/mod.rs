@@ -101,3 +101,19 @@ pub fn elementwise_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
         if d == 0.0 { m.max((x - y).abs()) } else { m.max((x - y).abs() / d) }
     })
 }
+
+/// A built-in spec shrunk to a few seconds in a debug build: small H and T, two seeds, a short
+/// burn-in; everything else (kind, cells, inits, probes) as built in.
+pub fn shrunk_built_in(name: &str) -> String {
+    let text = gradlab::experiment::BUILT_IN.iter().find(|(n, _)| *n == name).unwrap().1;
+    let mut t: toml::Table = text.parse().unwrap();
+    t.insert("hidden".into(), toml::Value::Array(vec![toml::Value::Integer(6)]));
+    t.insert("seq_len".into(), toml::Value::Array(vec![toml::Value::Integer(30)]));
+    t.insert("seeds".into(), toml::Value::Array(vec![toml::Value::Integer(0), toml::Value::Integer(1)]));
+    if let Some(p) = t.get_mut("probes").and_then(|p| p.as_table_mut())
+        && p.contains_key("lyapunov_burn_in")
+    {
+        p.insert("lyapunov_burn_in".into(), toml::Value::Integer(10));
+    }
+    toml::to_string(&t).unwrap()
+}
