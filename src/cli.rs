@@ -24,6 +24,30 @@ pub enum Command {
     Experiment(ExperimentArgs),
     /// Every built-in experiment (reusing finished folders) and one REPORT.md of their findings.
     Report(ReportArgs),
+    /// Redraw an experiment's charts from the CSVs in its folder, without recomputing.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// An experiment's folder (its spec.toml and CSVs).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to write the charts (default: DIR, replacing its charts).
+    #[arg(long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// Chart formats (default: png and svg).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub format: Vec<crate::output::plot::Format>,
+    /// Width in pixels (200 to 8000; default: the chart's own).
+    #[arg(long, value_name = "PX", requires = "height", value_parser = clap::value_parser!(u32).range(200..=8000))]
+    pub width: Option<u32>,
+    /// Height in pixels (200 to 8000).
+    #[arg(long, value_name = "PX", requires = "width", value_parser = clap::value_parser!(u32).range(200..=8000))]
+    pub height: Option<u32>,
+    /// Overwrite charts in OUT.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

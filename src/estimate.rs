@@ -43,7 +43,7 @@ impl std::fmt::Display for Regime {
 
 /// The estimators of one curve; serialized as the columns `decay_rate`, `decay_rate_se`,
 /// `decay_rate_near`, `horizon`, `regime` of a summary CSV (after the columns saying which curve).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurveSummary {
     /// Slope of ln‖·‖ over the far range (per step); `None` with fewer than two finite values.
     pub decay_rate: Option<f64>,

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => gradlab::cmd::probe::run(args),
         Command::Experiment(args) => gradlab::cmd::experiment::run(args),
         Command::Report(args) => gradlab::cmd::report::run(args),
+        Command::Plot(args) => gradlab::cmd::plot::run(args),
     };
     match result {
         Ok(report) => {

@@ -108,3 +108,55 @@ fn a_finding_flips_when_the_spec_changes_the_cases() {
     assert_eq!(verdict, "holds-only-when");
     assert!(md.contains("- **holds only when** —"), "{md}");
 }
+
+#[test]
+fn plot_redraws_identical_charts_from_the_csvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gradlab =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args).output().unwrap();
+    for spec in shrunk_specs() {
+        let run = dir.path().join(&spec.name);
+        gradlab::experiment::run(&spec, &RunOptions { out: Some(run.clone()), ..RunOptions::default() }).unwrap();
+        let again = dir.path().join(format!("{}-plot", spec.name));
+        let o = gradlab(&["plot", run.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", spec.name, String::from_utf8_lossy(&o.stderr));
+        for stem in gradlab::experiment::charts(&spec).unwrap() {
+            for ext in ["svg", "png"] {
+                let f = format!("{stem}.{ext}");
+                assert!(std::fs::read(run.join(&f)).unwrap() == std::fs::read(again.join(&f)).unwrap(), "{f} differs");
+            }
+        }
+        // Redrawing at another size changes the chart; asking for one format writes only that.
+        let small = dir.path().join(format!("{}-small", spec.name));
+        let o = gradlab(&[
+            "plot",
+            run.to_str().unwrap(),
+            "--out",
+            small.to_str().unwrap(),
+            "--format",
+            "svg",
+            "--width",
+            "640",
+            "--height",
+            "480",
+        ]);
+        assert!(o.status.success());
+        let stem = gradlab::experiment::charts(&spec).unwrap()[0];
+        let svg = read(&small.join(format!("{stem}.svg")));
+        assert!(svg.contains("width=\"640\"") && svg.contains("height=\"480\""), "{}", &svg[..200]);
+        assert!(!small.join(format!("{stem}.png")).exists());
+    }
+    // Bad input: a folder without a spec, a width without a height; both exit 2 with one line.
+    let o = gradlab(&["plot", dir.path().join("nowhere").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("nowhere/spec.toml") && err.trim_end().lines().count() == 1, "{err}");
+    let o = gradlab(&["plot", dir.path().join("gates").to_str().unwrap(), "--width", "640"]);
+    assert_eq!(o.status.code(), Some(2));
+    // A CSV that is not the experiment's: the error names the file and the columns expected.
+    std::fs::write(dir.path().join("gates/decomp.csv"), "step,term\n2,F\n").unwrap();
+    let o = gradlab(&["plot", dir.path().join("gates").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("decomp.csv"), "{err}");
+}

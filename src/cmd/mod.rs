@@ -3,5 +3,6 @@
 
 pub mod experiment;
 pub mod grad;
+pub mod plot;
 pub mod probe;
 pub mod report;

@@ -16,17 +16,20 @@ use crate::error::{Error, Result};
 use crate::estimate::{mean_sd, summarize};
 use crate::init::Scheme;
 use crate::meanfield::{edge_gain, predicted_rate};
+use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
+use crate::output::read_csv;
 use crate::probe::{LyapunovOptions, Q0, Quantity, jacobian_flow, lyapunov};
 use nalgebra::DVector;
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// Per sequence: `summary.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub gain: f64,
     /// Far-range slope of ln‖∂h_T/∂h_s‖₂ (k ∈ [T/2, T]).
@@ -178,13 +181,23 @@ impl Experiment for EdgeOfChaos<'_> {
         Ok(out)
     }
 
-    fn finish(&self, measured: Vec<Self::Measured>) -> Result<Products> {
-        let rows: Vec<(Key, SummaryRow)> = measured.into_iter().flatten().collect();
+    fn append(all: &mut Self::Measured, one: Self::Measured) {
+        all.extend(one);
+    }
+
+    fn finish(&self, rows: &Self::Measured) -> Result<Products> {
         let mut p = Products::default();
-        p.table("summary.csv", &rows)?;
-        p.charts.push(("edge", self.figure(&rows)));
-        (p.summary, p.findings, p.notes) = self.summary(&rows);
+        p.table("summary.csv", rows)?;
+        (p.summary, p.findings, p.notes) = self.summary(rows);
         Ok(p)
+    }
+
+    fn figures(&self, rows: &Self::Measured) -> Vec<(&'static str, Chart)> {
+        vec![("edge", self.figure(rows))]
+    }
+
+    fn read(&self, dir: &Path) -> Result<Self::Measured> {
+        read_csv(&dir.join("summary.csv"))
     }
 }
 

@@ -14,15 +14,18 @@ use crate::bptt::forward;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::estimate::median;
+use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Figure, Panel, RefLine, Scale, Series, style};
+use crate::output::read_csv;
 use crate::probe::{Term, f_dominance, lstm_decomposition};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// Per sequence: `summary.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// Share of steps t = 2..T with ‖F‖₂ ≥ ‖T_f + T_i + T_g‖₂.
     pub f_dominant_frac: f64,
@@ -37,7 +40,7 @@ pub struct SummaryRow {
 }
 
 /// One term at one step: `decomp.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecompRow {
     pub step: usize,
     pub term: Term,
@@ -119,18 +122,25 @@ impl Experiment for Gates<'_> {
         Ok(out)
     }
 
-    fn finish(&self, measured: Vec<Measured>) -> Result<Products> {
-        let mut all = Measured::default();
-        for m in measured {
-            all.summary.extend(m.summary);
-            all.decomp.extend(m.decomp);
-        }
+    fn append(all: &mut Measured, one: Measured) {
+        all.summary.extend(one.summary);
+        all.decomp.extend(one.decomp);
+    }
+
+    fn finish(&self, all: &Measured) -> Result<Products> {
         let mut p = Products::default();
         p.table("summary.csv", &all.summary)?;
         p.table("decomp.csv", &all.decomp)?;
-        p.charts.push(("ratio", self.ratio_figure(&all)));
-        (p.summary, p.findings, p.notes) = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(all);
         Ok(p)
+    }
+
+    fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
+        vec![("ratio", self.ratio_figure(all))]
+    }
+
+    fn read(&self, dir: &Path) -> Result<Measured> {
+        Ok(Measured { summary: read_csv(&dir.join("summary.csv"))?, decomp: read_csv(&dir.join("decomp.csv"))? })
     }
 }
 

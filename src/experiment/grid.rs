@@ -10,7 +10,7 @@ use nalgebra::DMatrix;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One run of the experiment.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,7 +27,7 @@ pub struct Point {
 
 /// The grid point and sequence a row belongs to: the leading columns of every experiment CSV
 /// (written as the first half of a `(Key, Row)` pair, which the csv crate flattens).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Key {
     pub cell: CellKind,
     pub init: String,

@@ -15,17 +15,20 @@ use crate::bptt::forward;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::estimate::{far_range, slope};
+use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
+use crate::output::read_csv;
 use crate::probe::{Quantity, Term, jacobian_flow, lstm_decomposition};
 use crate::scalar::Scalar;
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// One distance of one sequence: `curves.csv`. Natural logs; empty where undefined.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurveRow {
     /// k = T − s.
     pub distance: usize,
@@ -43,7 +46,7 @@ pub struct CurveRow {
 
 /// Per sequence: `summary.csv`. Rates are least-squares slopes over k ∈ [⌊(T−1)/2⌋, T − 1],
 /// the far range every curve shares.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub rate_dc_total: Option<f64>,
     pub rate_dstate: Option<f64>,
@@ -172,18 +175,25 @@ impl Experiment for Memory<'_> {
         Ok(out)
     }
 
-    fn finish(&self, measured: Vec<Measured>) -> Result<Products> {
-        let mut all = Measured::default();
-        for m in measured {
-            all.curves.extend(m.curves);
-            all.summary.extend(m.summary);
-        }
+    fn append(all: &mut Measured, one: Measured) {
+        all.curves.extend(one.curves);
+        all.summary.extend(one.summary);
+    }
+
+    fn finish(&self, all: &Measured) -> Result<Products> {
         let mut p = Products::default();
         p.table("curves.csv", &all.curves)?;
         p.table("summary.csv", &all.summary)?;
-        p.charts.push(("memory", self.figure(&all)));
-        (p.summary, p.findings, p.notes) = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(all);
         Ok(p)
+    }
+
+    fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
+        vec![("memory", self.figure(all))]
+    }
+
+    fn read(&self, dir: &Path) -> Result<Measured> {
+        Ok(Measured { curves: read_csv(&dir.join("curves.csv"))?, summary: read_csv(&dir.join("summary.csv"))? })
     }
 }
 

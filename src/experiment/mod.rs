@@ -18,9 +18,11 @@ pub mod spec;
 pub mod vanishing;
 
 use crate::error::Result;
+use crate::output::plot::Format;
 use runner::RunOptions;
 use serde::Deserialize;
 use spec::Spec;
+use std::path::{Path, PathBuf};
 
 /// What an experiment measures: the spec's `kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -61,6 +63,35 @@ pub fn charts(spec: &Spec) -> Result<Vec<&'static str>> {
         Kind::EdgeOfChaos => edge_of_chaos::EdgeOfChaos::new(spec)?.charts(),
         Kind::Precision => precision::Precision::new(spec)?.charts(),
     })
+}
+
+/// Redraws the charts of the experiment in `dir` from its `spec.toml` and CSVs into `out`
+/// (`force`: replace existing charts); returns the paths written.
+pub fn plot(dir: &Path, out: &Path, force: bool, formats: &[Format], size: Option<(u32, u32)>) -> Result<Vec<PathBuf>> {
+    let spec = Spec::read(&dir.join("spec.toml"))?;
+    match spec.kind {
+        Kind::Vanishing => redraw(&vanishing::Vanishing::new(&spec)?, dir, out, force, formats, size),
+        Kind::Gates => redraw(&gates::Gates::new(&spec)?, dir, out, force, formats, size),
+        Kind::Memory => redraw(&memory::Memory::new(&spec)?, dir, out, force, formats, size),
+        Kind::EdgeOfChaos => redraw(&edge_of_chaos::EdgeOfChaos::new(&spec)?, dir, out, force, formats, size),
+        Kind::Precision => redraw(&precision::Precision::new(&spec)?, dir, out, force, formats, size),
+    }
+}
+
+fn redraw<E: runner::Experiment>(
+    exp: &E,
+    dir: &Path,
+    out: &Path,
+    force: bool,
+    formats: &[Format],
+    size: Option<(u32, u32)>,
+) -> Result<Vec<PathBuf>> {
+    let all = exp.read(dir)?;
+    let mut written = Vec::new();
+    for (stem, fig) in exp.figures(&all) {
+        written.extend(crate::output::plot::save_with(&fig, &out.join(stem), force, formats, size)?);
+    }
+    Ok(written)
 }
 
 /// The experiments compiled into the binary: (name, spec text). Each is run by

@@ -15,7 +15,9 @@ use super::spec::Spec;
 use crate::bptt::{StateGradients, forward, state_gradients};
 use crate::error::Result;
 use crate::estimate::{Regime, summarize};
+use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
+use crate::output::read_csv;
 use crate::params::Params;
 use crate::probe::state_error_signal;
 use crate::scalar::Scalar;
@@ -23,13 +25,14 @@ use nalgebra::DMatrix;
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// One distance of one sequence: `curves.csv` (log10; −inf where the plain signal is exactly 0).
 /// The signal is ∂L/∂h_s, and ∂L/∂(h_s, c_s) for the LSTM.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurveRow {
     /// k = T − s.
     pub distance: usize,
@@ -42,7 +45,7 @@ pub struct CurveRow {
 }
 
 /// Per sequence: `summary.csv`. Distances are k = T − s; empty where it does not happen by k = T.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// First k at which every entry of the f32 signal is subnormal or 0 (|x| < 2^−126).
     pub underflow_f32: Option<usize>,
@@ -171,18 +174,25 @@ impl Experiment for Precision<'_> {
         Ok(out)
     }
 
-    fn finish(&self, measured: Vec<Measured>) -> Result<Products> {
-        let mut all = Measured::default();
-        for m in measured {
-            all.curves.extend(m.curves);
-            all.summary.extend(m.summary);
-        }
+    fn append(all: &mut Measured, one: Measured) {
+        all.curves.extend(one.curves);
+        all.summary.extend(one.summary);
+    }
+
+    fn finish(&self, all: &Measured) -> Result<Products> {
         let mut p = Products::default();
         p.table("curves.csv", &all.curves)?;
         p.table("summary.csv", &all.summary)?;
-        p.charts.push(("precision", self.figure(&all)));
-        (p.summary, p.findings, p.notes) = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(all);
         Ok(p)
+    }
+
+    fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
+        vec![("precision", self.figure(all))]
+    }
+
+    fn read(&self, dir: &Path) -> Result<Measured> {
+        Ok(Measured { curves: read_csv(&dir.join("curves.csv"))?, summary: read_csv(&dir.join("summary.csv"))? })
     }
 }
 

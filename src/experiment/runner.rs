@@ -24,8 +24,8 @@ use std::time::Instant;
 
 /// One experiment: what it measures at a point, and what it makes of all points.
 pub trait Experiment: Sync {
-    /// Everything one grid point produces.
-    type Measured: Send;
+    /// Everything one grid point produces, and (appended in grid order) all points.
+    type Measured: Send + Default;
 
     /// The CSV files it writes (besides `spec.toml`), for the output check before the sweep.
     fn tables(&self) -> Vec<&'static str>;
@@ -43,8 +43,17 @@ pub trait Experiment: Sync {
         p.seq_len as f64 * n * n * n
     }
 
-    /// Tables, charts and the printed summary from every point's results, in grid order.
-    fn finish(&self, measured: Vec<Self::Measured>) -> Result<Products>;
+    /// Appends one point's results to those of the points before it in grid order.
+    fn append(all: &mut Self::Measured, one: Self::Measured);
+
+    /// Tables and the summary from every point's results.
+    fn finish(&self, all: &Self::Measured) -> Result<Products>;
+
+    /// The charts (stem, figure) from every point's results: after a run, or from its CSVs.
+    fn figures(&self, all: &Self::Measured) -> Vec<(&'static str, Figure)>;
+
+    /// Every point's results from the CSVs [`Experiment::finish`] wrote into `dir`.
+    fn read(&self, dir: &Path) -> Result<Self::Measured>;
 }
 
 /// What an experiment writes and prints.
@@ -52,8 +61,6 @@ pub trait Experiment: Sync {
 pub struct Products {
     /// (file name, CSV bytes).
     pub tables: Vec<(&'static str, Vec<u8>)>,
-    /// (stem, figure).
-    pub charts: Vec<(&'static str, Figure)>,
     /// The head of `summary.md`: a sentence on what the table shows and the table, in Markdown.
     pub summary: String,
     /// What the rows say about the claims the experiment tests (`findings.csv`).
@@ -151,7 +158,11 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
     }?;
     progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let products = exp.finish(measured)?;
+    let mut all = E::Measured::default();
+    for m in measured {
+        E::append(&mut all, m);
+    }
+    let products = exp.finish(&all)?;
     let mut written = Vec::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         debug_assert!(files.iter().any(|f| f == name), "{name} is not among the declared outputs");
@@ -175,9 +186,9 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
         points: points.len(),
     };
     put("run.toml", toml::to_string(&run).expect("a flat record serializes").as_bytes())?;
-    for (stem, fig) in &products.charts {
-        debug_assert!(exp.charts().contains(stem), "chart {stem} is not declared");
-        written.extend(plot::save(fig, &dir.join(stem), replace)?);
+    for (stem, fig) in exp.figures(&all) {
+        debug_assert!(exp.charts().contains(&stem), "chart {stem} is not declared");
+        written.extend(plot::save(&fig, &dir.join(stem), replace)?);
     }
     let mut r = String::new();
     let _ = writeln!(r, "{}: {} — {} grid points in {seconds:.1} s\n", spec.name, spec.description, points.len());

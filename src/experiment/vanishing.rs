@@ -14,17 +14,20 @@ use crate::bptt::forward;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::estimate::{CurveSummary, Regime, median, summarize};
+use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Scale, Series, style};
+use crate::output::read_csv;
 use crate::probe::{LyapunovOptions, Q0, Quantity, jacobian_flow, lyapunov};
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// One point of one curve: `curves.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurveRow {
     /// k = T − s.
     pub distance: usize,
@@ -34,7 +37,7 @@ pub struct CurveRow {
 }
 
 /// Which curve a row of `summary.csv` is about, and its end; its estimators follow.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     pub quantity: Quantity,
     /// ln of the norm at the largest distance (k = T; dc_total: k = T − 1).
@@ -45,7 +48,7 @@ pub struct Curve {
 pub type SummaryRow = (Curve, CurveSummary);
 
 /// One Lyapunov exponent: `lyapunov.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LyapunovRow {
     pub index: usize,
     pub exponent: f64,
@@ -143,23 +146,34 @@ impl Experiment for Vanishing<'_> {
         Ok(out)
     }
 
-    fn finish(&self, measured: Vec<Measured>) -> Result<Products> {
-        let mut all = Measured::default();
-        for m in measured {
-            all.curves.extend(m.curves);
-            all.summary.extend(m.summary);
-            all.lyapunov.extend(m.lyapunov);
-        }
+    fn append(all: &mut Measured, one: Measured) {
+        all.curves.extend(one.curves);
+        all.summary.extend(one.summary);
+        all.lyapunov.extend(one.lyapunov);
+    }
+
+    fn finish(&self, all: &Measured) -> Result<Products> {
         let mut p = Products::default();
         p.table("curves.csv", &all.curves)?;
         p.table("summary.csv", &all.summary)?;
         if self.spec.probes.lyapunov > 0 {
             p.table("lyapunov.csv", &all.lyapunov)?;
         }
-        p.charts.push(("decay", self.decay_figure(&all)));
-        p.charts.push(("rate", self.rate_figure(&all)));
-        (p.summary, p.findings, p.notes) = self.summary(&all);
+        (p.summary, p.findings, p.notes) = self.summary(all);
         Ok(p)
+    }
+
+    fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
+        vec![("decay", self.decay_figure(all)), ("rate", self.rate_figure(all))]
+    }
+
+    fn read(&self, dir: &Path) -> Result<Measured> {
+        let lyapunov = if self.spec.probes.lyapunov > 0 { read_csv(&dir.join("lyapunov.csv"))? } else { vec![] };
+        Ok(Measured {
+            curves: read_csv(&dir.join("curves.csv"))?,
+            summary: read_csv(&dir.join("summary.csv"))?,
+            lyapunov,
+        })
     }
 }
 

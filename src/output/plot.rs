@@ -167,29 +167,64 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Format(format!("drawing chart: {e}")).in_file(path)
 }
 
-/// Writes `stem.png` and `stem.svg` (atomically); returns their paths.
+/// A chart file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+/// The largest width or height in pixels a chart may have (a PNG of 8000 × 8000 is 192 MB of RGB).
+pub const MAX_SIDE: u32 = 8000;
+
+/// Writes `stem.png` and `stem.svg` (atomically) at the figure's own size; returns their paths.
 pub fn save(fig: &Figure, stem: &Path, force: bool) -> Result<Vec<PathBuf>> {
+    save_with(fig, stem, force, &[Format::Png, Format::Svg], None)
+}
+
+/// Writes the chart in each of `formats`, at `size` (width, height in pixels, each in
+/// 200..=[`MAX_SIDE`], checked by the caller) or the figure's own; returns the paths.
+pub fn save_with(
+    fig: &Figure,
+    stem: &Path,
+    force: bool,
+    formats: &[Format],
+    size: Option<(u32, u32)>,
+) -> Result<Vec<PathBuf>> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    let size = fig.size();
+    let size = size.unwrap_or_else(|| fig.size());
+    let mut written = Vec::new();
+    if formats.contains(&Format::Png) {
+        write_atomic(&png, &render_png(fig, size, &png)?, force)?;
+        written.push(png);
+    }
+    if formats.contains(&Format::Svg) {
+        write_atomic(&svg, render_svg(fig, size, &svg)?.as_bytes(), force)?;
+        written.push(svg);
+    }
+    Ok(written)
+}
 
+fn render_svg(fig: &Figure, size: (u32, u32), svg: &Path) -> Result<String> {
     let mut svg_text = String::new();
     {
         let root = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
-        draw(&root, fig).map_err(|e| plot_err(&svg, e))?;
-        root.present().map_err(|e| plot_err(&svg, e))?;
+        draw(&root, fig).map_err(|e| plot_err(svg, e))?;
+        root.present().map_err(|e| plot_err(svg, e))?;
     }
-    write_atomic(&svg, embed_font(&svg_text).as_bytes(), force)?;
+    Ok(embed_font(&svg_text))
+}
 
-    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+fn render_png(fig: &Figure, size: (u32, u32), png: &Path) -> Result<Vec<u8>> {
+    let mut rgb = vec![0u8; (size.0 as usize) * (size.1 as usize) * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-        draw(&root, fig).map_err(|e| plot_err(&png, e))?;
-        root.present().map_err(|e| plot_err(&png, e))?;
+        draw(&root, fig).map_err(|e| plot_err(png, e))?;
+        root.present().map_err(|e| plot_err(png, e))?;
     }
-    write_atomic(&png, &encode_png(&rgb, size).map_err(|e| plot_err(&png, e))?, force)?;
-    Ok(vec![png, svg])
+    encode_png(&rgb, size).map_err(|e| plot_err(png, e))
 }
 
 fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> std::result::Result<Vec<u8>, png::EncodingError> {
