@@ -36,7 +36,7 @@ pub struct PlotArgs {
     /// Where to write the charts (default: DIR, replacing its charts).
     #[arg(long, value_name = "OUT")]
     pub out: Option<PathBuf>,
-    /// Chart formats (default: png and svg).
+    /// Chart formats, comma-separated: png, svg, pdf (default: png and svg).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub format: Vec<crate::output::plot::Format>,
     /// Width in pixels (200 to 8000; default: the chart's own).

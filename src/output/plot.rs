@@ -172,6 +172,8 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub enum Format {
     Png,
     Svg,
+    /// Vector PDF, converted from the SVG with the bundled font embedded.
+    Pdf,
 }
 
 /// The largest width or height in pixels a chart may have (a PNG of 8000 × 8000 is 192 MB of RGB).
@@ -204,7 +206,35 @@ pub fn save_with(
         write_atomic(&svg, render_svg(fig, size, &svg)?.as_bytes(), force)?;
         written.push(svg);
     }
+    if formats.contains(&Format::Pdf) {
+        let pdf = stem.with_extension("pdf");
+        write_atomic(&pdf, &render_pdf(fig, size, &pdf)?, force)?;
+        written.push(pdf);
+    }
     Ok(written)
+}
+
+/// The chart as a PDF: its SVG converted by svg2pdf, text set in the bundled font (usvg does not
+/// read the SVG's embedded @font-face, so the font is given to it directly).
+#[cfg(feature = "pdf")]
+fn render_pdf(fig: &Figure, size: (u32, u32), pdf: &Path) -> Result<Vec<u8>> {
+    let svg = render_svg(fig, size, pdf)?;
+    let mut options = svg2pdf::usvg::Options::default();
+    options.fontdb_mut().load_font_data(FONT.to_vec());
+    options.fontdb_mut().set_sans_serif_family("DejaVu Sans");
+    options.font_family = "DejaVu Sans".into();
+    let tree = svg2pdf::usvg::Tree::from_str(&svg, &options).map_err(|e| plot_err(pdf, e))?;
+    svg2pdf::to_pdf(&tree, svg2pdf::ConversionOptions::default(), svg2pdf::PageOptions::default())
+        .map_err(|e| plot_err(pdf, e))
+}
+
+#[cfg(not(feature = "pdf"))]
+fn render_pdf(_: &Figure, _: (u32, u32), _: &Path) -> Result<Vec<u8>> {
+    Err(Error::Usage(
+        "--format pdf: this gradlab was built without PDF charts; build it with `--features pdf` (e.g. \
+         cargo run --release --features pdf -- plot DIR --format pdf)"
+            .into(),
+    ))
 }
 
 fn render_svg(fig: &Figure, size: (u32, u32), svg: &Path) -> Result<String> {
@@ -516,6 +546,23 @@ mod tests {
         let out = embed_font(svg);
         assert!(out.starts_with("<svg width=\"1\"><defs><style>@font-face{font-family:GradlabSans;"));
         assert!(out.contains("font-family=\"GradlabSans, sans-serif\""));
+    }
+
+    #[test]
+    fn pdf_charts_are_vector_pdfs_or_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fig = Figure {
+            panels: vec![Panel::new("p", vec![Series::line("a", RED, vec![(0.0, 1.0), (1.0, 2.0)])])],
+            ..Figure::new("title", "x", "y")
+        };
+        let r = save_with(&fig, &dir.path().join("c"), false, &[Format::Pdf], Some((400, 300)));
+        if cfg!(feature = "pdf") {
+            let pdf = std::fs::read(&r.unwrap()[0]).unwrap();
+            assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 2000, "{} bytes", pdf.len());
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("--features pdf") && !dir.path().join("c.pdf").exists(), "{e}");
+        }
     }
 
     #[test]
