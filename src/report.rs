@@ -77,7 +77,7 @@ pub fn build(specs: &[Spec], root: &Path, opts: &RunOptions, command: &str) -> R
 /// Whether `dir` holds a finished run of `spec`.
 fn reusable(dir: &Path, spec: &Spec, charts: &[&str]) -> bool {
     let same = std::fs::read_to_string(dir.join("spec.toml")).is_ok_and(|t| t == spec.text);
-    same && ["summary.md", "findings.csv", "run.toml"].iter().all(|f| dir.join(f).is_file())
+    same && ["summary.md", "table.csv", "findings.csv", "run.toml"].iter().all(|f| dir.join(f).is_file())
         && charts.iter().all(|c| dir.join(format!("{c}.png")).is_file())
 }
 
@@ -153,7 +153,8 @@ fn render(sections: &[Section], command: &str, seconds: f64) -> String {
         let _ = writeln!(s, "**{}** {}.\n", sec.spec.kind.question(), sec.spec.description);
         let _ = writeln!(
             s,
-            "[spec]({name}/spec.toml) · [summary table]({name}/summary.csv) · {} grid points in {} s on {} threads\n",
+            "[spec]({name}/spec.toml) · [table]({name}/table.csv) · [findings]({name}/findings.csv) · \
+             [per-sequence summary]({name}/summary.csv) · {} grid points in {} s on {} threads\n",
             sec.run.points, sec.run.seconds, sec.run.threads
         );
         for c in &sec.charts {

@@ -106,8 +106,7 @@ pub struct RunOptions {
 
 /// Every file name `exp` may write into its folder.
 fn output_files<E: Experiment>(exp: &E) -> Vec<String> {
-    let mut f =
-        vec!["spec.toml".to_string(), "summary.md".to_string(), "findings.csv".to_string(), "run.toml".to_string()];
+    let mut f = ["spec.toml", "summary.md", "table.csv", "findings.csv", "run.toml"].map(String::from).to_vec();
     f.extend(exp.tables().iter().map(|t| t.to_string()));
     for c in exp.charts() {
         f.extend([format!("{c}.png"), format!("{c}.svg")]);
@@ -177,6 +176,7 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
     }
     let summary = products.summary_markdown();
     put("summary.md", summary.as_bytes())?;
+    put("table.csv", &markdown_table_csv(&products.summary)?)?;
     put("findings.csv", &csv_bytes(&products.findings)?)?;
     let run = RunRecord {
         gradlab: env!("CARGO_PKG_VERSION").to_string(),
@@ -198,6 +198,17 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
         let _ = writeln!(r, "  {}", p.display());
     }
     Ok(r.trim_end().to_string())
+}
+
+/// The Markdown table in `text` (its `|` lines, without the `|---|` line) as CSV, cell for cell:
+/// the summary's aggregates (means ± sd, medians, counts) in a machine-readable file.
+fn markdown_table_csv(text: &str) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('|') && !l.starts_with("|---")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        w.write_record(&cells).map_err(|e| Error::Format(format!("CSV: {e}")))?;
+    }
+    w.into_inner().map_err(|e| Error::Format(format!("CSV: {e}")))
 }
 
 /// How a folder's outputs were made: `run.toml`, read back by `gradlab report`.
@@ -239,4 +250,16 @@ fn measure_all<E: Experiment>(
         .collect();
     per_point.sort_by_key(|(index, _)| *index);
     per_point.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_table_becomes_csv_cell_for_cell() {
+        let md = "Intro.\n\n| a | b c |\n|---|---|\n| 1 | -0.5 ± 0.1 |\n| x, y | |\n\nAfter.";
+        let csv = String::from_utf8(markdown_table_csv(md).unwrap()).unwrap();
+        assert_eq!(csv, "a,b c\n1,-0.5 ± 0.1\n\"x, y\",\n");
+    }
 }
