@@ -2,9 +2,8 @@
 //! the generic [`runner`] measures the points in parallel (each from its own random stream) and
 //! writes what the experiment makes of them. One file per experiment holds its measurement per
 //! point, its rows, its charts and its printed summary; a new experiment is one file, one
-//! [`Kind`] variant and its line in [`run`] (plus a spec in `experiments/` and a line in
-//! [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`); [`charts`] and
-//! [`Kind::question`] tell `gradlab report` what to show.
+//! [`Kind`] variant with its question, and its line in [`dispatch`] (plus a spec in
+//! `experiments/` and a line in [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`).
 
 pub mod charts;
 pub mod edge_of_chaos;
@@ -55,43 +54,40 @@ impl Kind {
 
 /// The stems of the charts the spec's experiment writes, in its order.
 pub fn charts(spec: &Spec) -> Result<Vec<&'static str>> {
-    use runner::Experiment;
-    Ok(match spec.kind {
-        Kind::Vanishing => vanishing::Vanishing::new(spec)?.charts(),
-        Kind::Gates => gates::Gates::new(spec)?.charts(),
-        Kind::Memory => memory::Memory::new(spec)?.charts(),
-        Kind::EdgeOfChaos => edge_of_chaos::EdgeOfChaos::new(spec)?.charts(),
-        Kind::Precision => precision::Precision::new(spec)?.charts(),
-    })
+    struct Charts;
+    impl WithExperiment for Charts {
+        type Output = Vec<&'static str>;
+        fn with<E: runner::Experiment>(self, exp: &E, _: &Spec) -> Result<Self::Output> {
+            Ok(exp.charts())
+        }
+    }
+    dispatch(spec, Charts)
 }
 
 /// Redraws the charts of the experiment in `dir` from its `spec.toml` and CSVs into `out`
 /// (`force`: replace existing charts); returns the paths written.
 pub fn plot(dir: &Path, out: &Path, force: bool, formats: &[Format], size: Option<(u32, u32)>) -> Result<Vec<PathBuf>> {
+    struct Redraw<'a> {
+        dir: &'a Path,
+        out: &'a Path,
+        force: bool,
+        formats: &'a [Format],
+        size: Option<(u32, u32)>,
+    }
+    impl WithExperiment for Redraw<'_> {
+        type Output = Vec<PathBuf>;
+        fn with<E: runner::Experiment>(self, exp: &E, _: &Spec) -> Result<Vec<PathBuf>> {
+            let all = exp.read(self.dir)?;
+            let mut written = Vec::new();
+            for (stem, fig) in exp.figures(&all) {
+                let stem = self.out.join(stem);
+                written.extend(crate::output::plot::save_with(&fig, &stem, self.force, self.formats, self.size)?);
+            }
+            Ok(written)
+        }
+    }
     let spec = Spec::read(&dir.join("spec.toml"))?;
-    match spec.kind {
-        Kind::Vanishing => redraw(&vanishing::Vanishing::new(&spec)?, dir, out, force, formats, size),
-        Kind::Gates => redraw(&gates::Gates::new(&spec)?, dir, out, force, formats, size),
-        Kind::Memory => redraw(&memory::Memory::new(&spec)?, dir, out, force, formats, size),
-        Kind::EdgeOfChaos => redraw(&edge_of_chaos::EdgeOfChaos::new(&spec)?, dir, out, force, formats, size),
-        Kind::Precision => redraw(&precision::Precision::new(&spec)?, dir, out, force, formats, size),
-    }
-}
-
-fn redraw<E: runner::Experiment>(
-    exp: &E,
-    dir: &Path,
-    out: &Path,
-    force: bool,
-    formats: &[Format],
-    size: Option<(u32, u32)>,
-) -> Result<Vec<PathBuf>> {
-    let all = exp.read(dir)?;
-    let mut written = Vec::new();
-    for (stem, fig) in exp.figures(&all) {
-        written.extend(crate::output::plot::save_with(&fig, &out.join(stem), force, formats, size)?);
-    }
-    Ok(written)
+    dispatch(&spec, Redraw { dir, out, force, formats, size })
 }
 
 /// The experiments compiled into the binary: (name, spec text). Each is run by
@@ -104,13 +100,32 @@ pub const BUILT_IN: [(&str, &str); 5] = [
     ("precision", include_str!("../../experiments/precision.toml")),
 ];
 
+/// Something to do with an experiment of any kind: implemented by [`run`], [`charts`] and
+/// [`plot`], so that [`dispatch`] is the one place the kinds are listed.
+trait WithExperiment {
+    type Output;
+    fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<Self::Output>;
+}
+
+/// The registry: builds the spec's experiment (checking what its kind needs) and hands it on.
+fn dispatch<V: WithExperiment>(spec: &Spec, v: V) -> Result<V::Output> {
+    match spec.kind {
+        Kind::Vanishing => v.with(&vanishing::Vanishing::new(spec)?, spec),
+        Kind::Gates => v.with(&gates::Gates::new(spec)?, spec),
+        Kind::Memory => v.with(&memory::Memory::new(spec)?, spec),
+        Kind::EdgeOfChaos => v.with(&edge_of_chaos::EdgeOfChaos::new(spec)?, spec),
+        Kind::Precision => v.with(&precision::Precision::new(spec)?, spec),
+    }
+}
+
 /// Runs `spec` with its kind's experiment; returns the report to print.
 pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
-    match spec.kind {
-        Kind::Vanishing => runner::run(&vanishing::Vanishing::new(spec)?, spec, opts),
-        Kind::Gates => runner::run(&gates::Gates::new(spec)?, spec, opts),
-        Kind::Memory => runner::run(&memory::Memory::new(spec)?, spec, opts),
-        Kind::EdgeOfChaos => runner::run(&edge_of_chaos::EdgeOfChaos::new(spec)?, spec, opts),
-        Kind::Precision => runner::run(&precision::Precision::new(spec)?, spec, opts),
+    struct Run<'a>(&'a RunOptions);
+    impl WithExperiment for Run<'_> {
+        type Output = String;
+        fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<String> {
+            runner::run(exp, spec, self.0)
+        }
     }
+    dispatch(spec, Run(opts))
 }
