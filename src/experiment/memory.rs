@@ -9,7 +9,7 @@
 use super::charts::{log10_of_ln, median_all, median_band};
 use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
-use super::runner::{Experiment, Products};
+use super::runner::{CurvesAndSummary, Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::forward;
 use crate::cell::CellKind;
@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::estimate::{far_range, slope};
 use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
-use crate::output::read_csv;
 use crate::probe::{Quantity, Term, jacobian_flow, lstm_decomposition};
 use crate::scalar::Scalar;
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
@@ -59,11 +58,8 @@ pub struct SummaryRow {
     pub gap_sum_log_onestep: f64,
 }
 
-#[derive(Default)]
-pub struct Measured {
-    curves: Vec<(Key, CurveRow)>,
-    summary: Vec<(Key, SummaryRow)>,
-}
+/// What the experiment measures: its two tables' rows.
+pub type Measured = CurvesAndSummary<CurveRow, SummaryRow>;
 
 pub struct Memory<'a> {
     spec: &'a Spec,
@@ -176,16 +172,11 @@ impl Experiment for Memory<'_> {
     }
 
     fn append(all: &mut Measured, one: Measured) {
-        all.curves.extend(one.curves);
-        all.summary.extend(one.summary);
+        all.append(one);
     }
 
     fn finish(&self, all: &Measured) -> Result<Products> {
-        let mut p = Products::default();
-        p.table("curves.csv", &all.curves)?;
-        p.table("summary.csv", &all.summary)?;
-        (p.summary, p.findings, p.notes) = self.summary(all);
-        Ok(p)
+        all.products(self.summary(all))
     }
 
     fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
@@ -193,7 +184,7 @@ impl Experiment for Memory<'_> {
     }
 
     fn read(&self, dir: &Path) -> Result<Measured> {
-        Ok(Measured { curves: read_csv(&dir.join("curves.csv"))?, summary: read_csv(&dir.join("summary.csv"))? })
+        CurvesAndSummary::read(dir)
     }
 }
 

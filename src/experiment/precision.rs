@@ -10,14 +10,13 @@
 use super::charts::{log10_of_ln, median_all, median_band};
 use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
-use super::runner::{Experiment, Products};
+use super::runner::{CurvesAndSummary, Experiment, Products};
 use super::spec::Spec;
 use crate::bptt::{StateGradients, forward, state_gradients};
 use crate::error::Result;
 use crate::estimate::{Regime, summarize};
 use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
-use crate::output::read_csv;
 use crate::params::Params;
 use crate::probe::state_error_signal;
 use crate::scalar::Scalar;
@@ -63,11 +62,8 @@ pub struct SummaryRow {
     pub log10_exact_at_zero_f64: Option<f64>,
 }
 
-#[derive(Default)]
-pub struct Measured {
-    curves: Vec<(Key, CurveRow)>,
-    summary: Vec<(Key, SummaryRow)>,
-}
+/// What the experiment measures: its two tables' rows.
+pub type Measured = CurvesAndSummary<CurveRow, SummaryRow>;
 
 pub struct Precision<'a> {
     spec: &'a Spec,
@@ -175,16 +171,11 @@ impl Experiment for Precision<'_> {
     }
 
     fn append(all: &mut Measured, one: Measured) {
-        all.curves.extend(one.curves);
-        all.summary.extend(one.summary);
+        all.append(one);
     }
 
     fn finish(&self, all: &Measured) -> Result<Products> {
-        let mut p = Products::default();
-        p.table("curves.csv", &all.curves)?;
-        p.table("summary.csv", &all.summary)?;
-        (p.summary, p.findings, p.notes) = self.summary(all);
-        Ok(p)
+        all.products(self.summary(all))
     }
 
     fn figures(&self, all: &Measured) -> Vec<(&'static str, Chart)> {
@@ -192,7 +183,7 @@ impl Experiment for Precision<'_> {
     }
 
     fn read(&self, dir: &Path) -> Result<Measured> {
-        Ok(Measured { curves: read_csv(&dir.join("curves.csv"))?, summary: read_csv(&dir.join("summary.csv"))? })
+        CurvesAndSummary::read(dir)
     }
 }
 

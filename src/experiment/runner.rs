@@ -7,16 +7,17 @@
 //! crosses threads.
 
 use super::findings::Finding;
-use super::grid::{Point, expand, point_rng};
+use super::grid::{Key, Point, expand, point_rng};
 use super::spec::Spec;
 use crate::error::{Error, Result};
-use crate::output::csv_bytes;
 use crate::output::plot::{self, Figure};
+use crate::output::{csv_bytes, read_csv};
 use crate::tensors::write_atomic;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,43 @@ impl Products {
     pub fn table<R: Serialize>(&mut self, name: &'static str, rows: &[R]) -> Result<()> {
         self.tables.push((name, csv_bytes(rows)?));
         Ok(())
+    }
+}
+
+/// The `curves.csv` and `summary.csv` rows of many points, in grid order: what several
+/// experiments measure (their `Measured`).
+pub struct CurvesAndSummary<C, S> {
+    pub curves: Vec<(Key, C)>,
+    pub summary: Vec<(Key, S)>,
+}
+
+impl<C, S> Default for CurvesAndSummary<C, S> {
+    fn default() -> Self {
+        CurvesAndSummary { curves: Vec::new(), summary: Vec::new() }
+    }
+}
+
+impl<C: Serialize + DeserializeOwned, S: Serialize + DeserializeOwned> CurvesAndSummary<C, S> {
+    /// [`Experiment::append`].
+    pub fn append(&mut self, one: Self) {
+        self.curves.extend(one.curves);
+        self.summary.extend(one.summary);
+    }
+
+    /// `curves.csv` and `summary.csv`, with the summary table, findings and notes given.
+    pub fn products(&self, (summary, findings, notes): (String, Vec<Finding>, Vec<String>)) -> Result<Products> {
+        let mut p = Products { summary, findings, notes, ..Products::default() };
+        p.table("curves.csv", &self.curves)?;
+        p.table("summary.csv", &self.summary)?;
+        Ok(p)
+    }
+
+    /// [`Experiment::read`].
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(CurvesAndSummary {
+            curves: read_csv(&dir.join("curves.csv"))?,
+            summary: read_csv(&dir.join("summary.csv"))?,
+        })
     }
 }
 
