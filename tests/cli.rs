@@ -1,6 +1,8 @@
 //! The `gradlab` binary end to end: reference cases reproduced through files, and every bad input
 //! of the `grad` command answered with exit code 2 and a one-line message naming the problem.
 
+mod common;
+
 use gradlab::tensors::TensorFile;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -105,8 +107,7 @@ fn grad_reproduces_every_reference_case_through_files() {
             let shape: Vec<Option<usize>> = reference.shape(name).unwrap().iter().map(|&d| Some(d)).collect();
             let (_, a) = ours.floats::<f64>(name, &shape, "").unwrap();
             let (_, b) = reference.floats::<f64>(name, &shape, "").unwrap();
-            let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
-            let err = a.iter().zip(&b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs())) / scale;
+            let err = common::rel_err(&format!("{}: {name}", c.display()), &a, &b);
             assert!(err <= 1e-9, "{}: {name} relative error {err:.2e}", c.display());
         }
     }

@@ -20,9 +20,9 @@ fn check(kind: CellKind, ce: bool, layers: usize, batch: usize, head: bool, seed
     let (_, _, grads) = gradients(&params, &inputs, &targets);
     let mut worst = 0.0_f64;
     let mut report = |name: &str, fd: Vec<f64>, an: &[f64]| {
-        let e = rel_err(an, &fd);
+        let e = rel_err(name, an, &fd);
         assert!(e <= TOL, "{kind} ce={ce} layers={layers} batch={batch} head={head}: {name} rel err {e:.2e}");
-        worst = worst.max(e);
+        worst = worse(worst, e);
     };
 
     let mut analytic = grads.params.clone();
@@ -68,7 +68,7 @@ fn check_cell(kind: CellKind) {
             for batch in [1, 3] {
                 for head in [false, true] {
                     seed += 1;
-                    worst = worst.max(check(kind, ce, layers, batch, head, seed));
+                    worst = worse(worst, check(kind, ce, layers, batch, head, seed));
                 }
             }
         }
@@ -89,4 +89,13 @@ fn lstm_gradients_match_finite_differences() {
 #[test]
 fn gru_gradients_match_finite_differences() {
     check_cell(CellKind::Gru);
+}
+
+#[test]
+fn comparisons_fail_on_non_finite_values() {
+    let nan = std::panic::catch_unwind(|| rel_err("w", &[1.0, f64::NAN], &[1.0, 2.0])).unwrap_err();
+    let msg = nan.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("w: computed value at index 1 is NaN"), "{msg}");
+    assert!(std::panic::catch_unwind(|| elementwise_rel_err("w", &[1.0], &[f64::INFINITY], 1e-6)).is_err());
+    assert!(worse(0.0, f64::NAN).is_nan() && worse(f64::NAN, 1.0).is_nan() && worse(1.0, 2.0) == 2.0);
 }

@@ -21,11 +21,11 @@ fn f32_gradients_agree_with_f64() {
         let as64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
         let t64 = g64.params.to_tensors();
         for ((name, _, a), (_, _, b)) in g32.params.to_tensors().iter().zip(&t64) {
-            let e = rel_err(&as64(a), b);
+            let e = rel_err(name, &as64(a), b);
             assert!(e < 1e-4, "{kind}: {name} f32 vs f64 relative error {e:.2e}");
-            worst = worst.max(e);
+            worst = worse(worst, e);
         }
-        let e = rel_err(&as64(g32.x.as_slice()), g64.x.as_slice());
+        let e = rel_err("x", &as64(g32.x.as_slice()), g64.x.as_slice());
         assert!(e < 1e-4, "{kind}: x f32 vs f64 relative error {e:.2e}");
         assert!(worst > 1e-9, "{kind}: f32 agrees to {worst:.1e}, better than f32 can: not computed in f32?");
         println!("{kind}: worst f32-vs-f64 relative error {worst:.2e}");

@@ -2,6 +2,8 @@
 //! `lyapunov.csv`, recomputed there at 40 digits): log-norms to 1e-8 absolute, the LSTM
 //! decomposition to 1e-8 relative, every Lyapunov exponent to 1e-8.
 
+mod common;
+
 use gradlab::bptt::forward;
 use gradlab::model_file::{load_inputs, load_params};
 use gradlab::output::csv_bytes;
@@ -31,7 +33,7 @@ fn compare(ours: &[Record], reference: &[Record], key_cols: &[&str], check: impl
     reference
         .iter()
         .map(|r| check(by_key.get(&key(r, key_cols)).unwrap_or_else(|| panic!("no row {}", key(r, key_cols))), r))
-        .fold(0.0, f64::max)
+        .fold(0.0, common::worse)
 }
 
 fn single_layer_cases() -> Vec<PathBuf> {
@@ -59,10 +61,10 @@ fn probes_match_the_reference_cases() {
         let worst = compare(&ours, &reference, &["cell", "batch", "step", "distance", "quantity"], |a, b| {
             let mut e = 0.0_f64;
             for col in ["log_spectral_norm", "log_frobenius_norm"] {
-                e = e.max((num(a, col) - num(b, col)).abs());
+                e = common::worse(e, (num(a, col) - num(b, col)).abs());
             }
             for col in ["spectral_norm", "frobenius_norm"] {
-                e = e.max((num(a, col) / num(b, col)).ln().abs());
+                e = common::worse(e, (num(a, col) / num(b, col)).ln().abs());
             }
             e
         });
@@ -88,7 +90,7 @@ fn probes_match_the_reference_cases() {
                 ["spectral_norm", "frobenius_norm", "mean_abs_diag"]
                     .iter()
                     .map(|c| ((num(a, c) - num(b, c)) / num(b, c)).abs())
-                    .fold(0.0, f64::max)
+                    .fold(0.0, common::worse)
             });
             assert!(worst_d <= 1e-8, "{name}: decomposition relative error {worst_d:.2e}");
         }

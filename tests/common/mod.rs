@@ -83,9 +83,26 @@ pub fn central_diff<S>(state: &mut S, elem: impl Fn(&mut S) -> &mut f64, eps: f6
     (up - down) / (2.0 * eps)
 }
 
-/// max |a - b| / max |b|: the norm-wise relative error of `a` against reference `b`.
-pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
+/// Panics unless every value of `a` (computed) and `b` (reference) is finite, naming `what` and
+/// the index: a comparison must not let NaN or ±inf through.
+pub fn assert_finite(what: &str, a: &[f64], b: &[f64]) {
+    for (side, v) in [("computed", a), ("reference", b)] {
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            panic!("{what}: {side} value at index {i} is {x}, expected a finite number");
+        }
+    }
+}
+
+/// The larger of two errors, NaN if either is NaN (`f64::max` would drop the NaN).
+pub fn worse(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// max |a - b| / max |b|: the norm-wise relative error of `a` against reference `b` (`what`
+/// names them in a failure).
+pub fn rel_err(what: &str, a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    assert_finite(what, a, b);
     let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
     let diff = a.iter().zip(b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs()));
     if scale == 0.0 { diff } else { diff / scale }
@@ -93,8 +110,9 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
 
 /// The worst element-wise relative error |a - b| / |b|, over elements with |b| ≥ `floor`·max |b|
 /// (tinier ones are judged against that floor instead).
-pub fn elementwise_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
+pub fn elementwise_rel_err(what: &str, a: &[f64], b: &[f64], floor: f64) -> f64 {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    assert_finite(what, a, b);
     let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs())) * floor;
     a.iter().zip(b).fold(0.0_f64, |m, (x, y)| {
         let d = y.abs().max(scale);
