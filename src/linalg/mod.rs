@@ -139,23 +139,29 @@ impl<'a, T: Scalar> ReusedLeft<'a, T> {
 fn matvec_dispatch<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
-            matvec(op, alpha, a, lda, x, beta, y)
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
-            matvec(op, alpha, a, lda, x, beta, y)
-        }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { avx512(op, alpha, a, lda, x, beta, y) };
+            return unsafe { matvec_avx512(op, alpha, a, lda, x, beta, y) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2(op, alpha, a, lda, x, beta, y) };
+            return unsafe { matvec_avx2(op, alpha, a, lda, x, beta, y) };
         }
     }
+    matvec(op, alpha, a, lda, x, beta, y)
+}
+
+/// [`matvec`] compiled for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn matvec_avx512<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
+    matvec(op, alpha, a, lda, x, beta, y)
+}
+
+/// [`matvec`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn matvec_avx2<T: Scalar>(op: Op, alpha: T, a: &[T], lda: usize, x: &[T], beta: T, y: &mut [T]) {
     matvec(op, alpha, a, lda, x, beta, y)
 }
 
@@ -301,27 +307,60 @@ mod tests {
         assert!((&z - &a * &y0).amax() < 1e-13);
     }
 
-    #[test]
-    fn matrix_vector_products_have_the_same_bits_on_every_instruction_set() {
-        fn check<T: Scalar>() {
-            let (rows, cols, lda) = (203, 45, 211); // tails past every vector width and block
-            let a: Vec<T> = (0..lda * cols).map(|i| T::of((i as f64 * 0.37).sin())).collect();
-            for (op, xn, yn) in [(Op::N, cols, rows), (Op::T, rows, cols)] {
-                let x: Vec<T> = (0..xn).map(|i| T::of((i as f64 * 0.23).cos())).collect();
-                for beta in [0.0, 1.0, -0.5] {
-                    let y0: Vec<T> = (0..yn).map(|i| T::of(i as f64 * 0.01)).collect();
-                    let (mut wide, mut plain) = (y0.clone(), y0);
-                    matvec_dispatch(op, T::of(1.5), &a, lda, &x, T::of(beta), &mut wide);
-                    matvec(op, T::of(1.5), &a, lda, &x, T::of(beta), &mut plain);
-                    assert!(
-                        wide.iter().zip(&plain).all(|(w, p)| w.as_f64().to_bits() == p.as_f64().to_bits()),
-                        "{op:?} {beta}"
-                    );
-                }
+    /// A matrix-vector entry point: (op, alpha, a, lda, x, beta, y).
+    type Matvec<T> = fn(Op, T, &[T], usize, &[T], T, &mut [T]);
+
+    /// Runs `variant` against the portable [`matvec`] (compiled without target features) on
+    /// shapes with tails past every vector width, and asserts the same bits.
+    fn same_bits_as_portable<T: Scalar>(variant: Matvec<T>) {
+        let (rows, cols, lda) = (203, 45, 211);
+        let a: Vec<T> = (0..lda * cols).map(|i| T::of((i as f64 * 0.37).sin())).collect();
+        for (op, xn, yn) in [(Op::N, cols, rows), (Op::T, rows, cols)] {
+            let x: Vec<T> = (0..xn).map(|i| T::of((i as f64 * 0.23).cos())).collect();
+            for beta in [0.0, 1.0, -0.5] {
+                let y0: Vec<T> = (0..yn).map(|i| T::of(i as f64 * 0.01)).collect();
+                let (mut wide, mut plain) = (y0.clone(), y0);
+                variant(op, T::of(1.5), &a, lda, &x, T::of(beta), &mut wide);
+                matvec(op, T::of(1.5), &a, lda, &x, T::of(beta), &mut plain);
+                assert!(
+                    wide.iter().zip(&plain).all(|(w, p)| w.as_f64().to_bits() == p.as_f64().to_bits()),
+                    "{op:?} {beta}"
+                );
+                assert!(plain.iter().all(|v| v.as_f64().is_finite()));
             }
         }
-        check::<f32>();
-        check::<f64>();
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(cpu_avx2), ignore = "this CPU has no AVX2")]
+    fn matvec_avx2_has_the_bits_of_the_portable_code() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "built on a CPU with AVX2, run on one without: cargo clean"
+        );
+        // SAFETY: the CPU supports AVX2 (asserted above).
+        same_bits_as_portable::<f32>(|op, al, a, l, x, be, y| unsafe { matvec_avx2(op, al, a, l, x, be, y) });
+        same_bits_as_portable::<f64>(|op, al, a, l, x, be, y| unsafe { matvec_avx2(op, al, a, l, x, be, y) });
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(cpu_avx512f), ignore = "this CPU has no AVX-512F")]
+    fn matvec_avx512_has_the_bits_of_the_portable_code() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "built on a CPU with AVX-512F, run on one without: cargo clean"
+        );
+        // SAFETY: the CPU supports AVX-512F (asserted above).
+        same_bits_as_portable::<f32>(|op, al, a, l, x, be, y| unsafe { matvec_avx512(op, al, a, l, x, be, y) });
+        same_bits_as_portable::<f64>(|op, al, a, l, x, be, y| unsafe { matvec_avx512(op, al, a, l, x, be, y) });
+    }
+
+    #[test]
+    fn the_dispatched_matvec_has_the_bits_of_the_portable_code() {
+        same_bits_as_portable::<f32>(matvec_dispatch);
+        same_bits_as_portable::<f64>(matvec_dispatch);
     }
 
     #[test]

@@ -261,13 +261,69 @@ mod tests {
     use super::*;
     use nalgebra::DMatrix;
 
-    #[test]
-    fn packed_products_match_a_plain_product_on_every_instruction_set() {
-        if !available() {
-            return; // nothing to test: products go to matrixmultiply
+    /// Shapes past every block edge: rows past MR, columns past NR, depth past KC.
+    const SHAPES: [(usize, usize, usize); 6] =
+        [(64, 128, 16), (37 * 4, 37, 3), (5, 9, 13), (100, 1, 7), (33, 600, 8), (40, 300, 301)];
+
+    /// A kernel entry point: (m, n, k, packed panels, b, c, ldc).
+    type Kernels = unsafe fn(usize, usize, usize, *const f64, Columns<f64>, *mut f64, usize);
+
+    /// Runs `variant` and the portable [`kernels`] (compiled without target features; `mul_add`
+    /// is fused and correctly rounded either way) on every shape, for A and Aᵀ: same bits, and
+    /// within 1e-12 of nalgebra's product.
+    ///
+    /// # Safety
+    /// The CPU runs `variant`.
+    unsafe fn same_bits_as_portable(variant: Kernels) {
+        for (m, k, n) in SHAPES {
+            let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
+            let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
+            let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
+            let expect = &c0 + &a * &b;
+            for (stored, op) in [(a.clone(), Op::N), (a.transpose(), Op::T)] {
+                let mut p = PackedMatrix::default();
+                p.pack(stored.as_view(), op);
+                let (mut wide, mut plain) = (c0.clone(), c0.clone());
+                // SAFETY: shapes as packed; the caller vouches for the CPU.
+                unsafe {
+                    variant(m, n, k, p.panels().as_ptr(), (b.as_ptr(), k), wide.as_mut_ptr(), m);
+                    kernels(m, n, k, p.panels().as_ptr(), (b.as_ptr(), k), plain.as_mut_ptr(), m);
+                }
+                assert!((&plain - &expect).amax() < 1e-12, "({m}, {k}, {n}) {op:?}: portable kernels");
+                assert!(
+                    wide.iter().zip(plain.iter()).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "({m}, {k}, {n}) {op:?}"
+                );
+            }
         }
-        // Shapes past every block edge: rows past MR, columns past NR, depth past KC.
-        for (m, k, n) in [(64, 128, 16), (37 * 4, 37, 3), (5, 9, 13), (100, 1, 7), (33, 600, 8), (40, 300, 301)] {
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(cpu_avx2_fma), ignore = "this CPU has no AVX2 and FMA")]
+    fn packed_avx2_kernels_have_the_bits_of_the_portable_kernels() {
+        assert!(available(), "built on a CPU with AVX2 and FMA, run on one without: cargo clean");
+        // SAFETY: the CPU supports AVX2 and FMA (asserted above).
+        unsafe { same_bits_as_portable(kernels_avx2::<f64>) };
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(cpu_avx512f), ignore = "this CPU has no AVX-512F")]
+    fn packed_avx512_kernels_have_the_bits_of_the_portable_kernels() {
+        assert!(
+            available() && std::arch::is_x86_feature_detected!("avx512f"),
+            "built on a CPU with AVX-512F, run on one without: cargo clean"
+        );
+        // SAFETY: the CPU supports AVX-512F and FMA (asserted above).
+        unsafe { same_bits_as_portable(kernels_avx512::<f64>) };
+    }
+
+    #[test]
+    #[cfg_attr(not(cpu_avx2_fma), ignore = "this CPU has no AVX2 and FMA: products go to matrixmultiply")]
+    fn packed_products_match_a_plain_product() {
+        assert!(available(), "built on a CPU with AVX2 and FMA, run on one without: cargo clean");
+        for (m, k, n) in SHAPES {
             let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
             let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
             let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
@@ -278,22 +334,14 @@ mod tests {
                 let mut c = c0.clone();
                 p.mul_add(b.as_view(), c.as_view_mut());
                 assert!((&c - &expect).amax() < 1e-12, "({m}, {k}, {n}) {op:?}");
-                #[cfg(target_arch = "x86_64")]
-                {
-                    let mut narrow = c0.clone();
-                    // SAFETY: the CPU has AVX2 and FMA (checked above); shapes as packed.
-                    unsafe { kernels_avx2(m, n, k, p.panels().as_ptr(), (b.as_ptr(), k), narrow.as_mut_ptr(), m) };
-                    assert!(narrow.iter().zip(c.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "AVX2");
-                }
             }
         }
     }
 
     #[test]
+    #[cfg_attr(not(cpu_avx2_fma), ignore = "this CPU has no AVX2 and FMA: products go to matrixmultiply")]
     fn split_products_are_bitwise_those_of_one_thread() {
-        if !available() {
-            return;
-        }
+        assert!(available(), "built on a CPU with AVX2 and FMA, run on one without: cargo clean");
         let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let (m, k, n) = (1000, 128, 40);
         let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f32 * 0.37).sin());
