@@ -12,6 +12,22 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Largest hidden size a spec may ask for (the probes multiply (2H)² matrices every step).
+pub const MAX_HIDDEN: usize = 4096;
+/// Longest sequence a spec may ask for.
+pub const MAX_SEQ_LEN: usize = 1_000_000;
+/// Largest batch a spec may ask for.
+pub const MAX_BATCH: usize = 4096;
+/// Largest input size a spec may ask for.
+pub const MAX_INPUT: usize = 65_536;
+/// Memory one grid point may need, estimated before anything is allocated (GiB).
+pub const MAX_POINT_GIB: f64 = 4.0;
+
+/// The first value listed twice, as text.
+fn first_duplicate<T: PartialEq + std::fmt::Display>(v: &[T]) -> Option<String> {
+    v.iter().enumerate().find(|(i, x)| v[..*i].contains(x)).map(|(_, x)| x.to_string())
+}
+
 /// A spec as written in TOML.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,17 +197,55 @@ impl Spec {
                 return Err(key(k, "must list at least one value".into()));
             }
         }
-        if let Some(h) = f.hidden.iter().find(|&&h| h == 0) {
-            return Err(key("hidden", format!("{h} is not a hidden size (≥ 1)")));
+        if let Some(h) = f.hidden.iter().find(|&&h| h == 0 || h > MAX_HIDDEN) {
+            return Err(key("hidden", format!("{h} is not a hidden size in 1..={MAX_HIDDEN}")));
         }
-        if let Some(t) = f.seq_len.iter().find(|&&t| t < 2) {
-            return Err(key("seq_len", format!("{t} is too short: a decay rate needs T ≥ 2")));
+        if let Some(t) = f.seq_len.iter().find(|&&t| !(2..=MAX_SEQ_LEN).contains(&t)) {
+            return Err(key("seq_len", format!("{t} is not in 2..={MAX_SEQ_LEN} (a decay rate needs T ≥ 2)")));
         }
-        if f.batch == 0 {
-            return Err(key("batch", "must be ≥ 1".into()));
+        if !(1..=MAX_BATCH).contains(&f.batch) {
+            return Err(key("batch", format!("{} is not in 1..={MAX_BATCH}", f.batch)));
         }
-        if f.input_size == 0 {
-            return Err(key("input_size", "must be ≥ 1".into()));
+        if !(1..=MAX_INPUT).contains(&f.input_size) {
+            return Err(key("input_size", format!("{} is not in 1..={MAX_INPUT}", f.input_size)));
+        }
+        // Each point holds its input and tape: at most 16 values of H per step and sequence (LSTM:
+        // 4 gate inputs, 10 cached values, h and c), plus the probes' few (2H)² matrices.
+        let (h_max, t_max) = (*f.hidden.iter().max().expect("non-empty"), *f.seq_len.iter().max().expect("non-empty"));
+        let values = (t_max as f64 + 1.0) * f.batch as f64 * (16.0 * h_max as f64 + f.input_size as f64)
+            + 4.0 * (2.0 * h_max as f64).powi(2);
+        let gib = values * 8.0 / (1u64 << 30) as f64;
+        if gib > MAX_POINT_GIB {
+            return Err(Error::Usage(format!(
+                "keys `hidden`, `seq_len`, `batch`, `input_size`: one point (H = {h_max}, T = {t_max}, batch {}, \
+                 {} inputs) needs about {gib:.1} GiB, more than the {MAX_POINT_GIB} GiB a point may use",
+                f.batch, f.input_size
+            )));
+        }
+        for (k, dup) in [
+            ("cells", first_duplicate(&f.cells.iter().map(|c| c.to_string()).collect::<Vec<_>>())),
+            ("inits", first_duplicate(&f.inits)),
+            ("hidden", first_duplicate(&f.hidden)),
+            ("seq_len", first_duplicate(&f.seq_len)),
+            ("seeds", first_duplicate(&f.seeds)),
+        ] {
+            if let Some(v) = dup {
+                return Err(key(k, format!("{v} is listed twice: every grid point would be run twice")));
+            }
+        }
+        if f.out.as_ref().is_some_and(|o| o.as_os_str().is_empty()) {
+            return Err(key("out", "must name a folder (empty: files would land in the working directory)".into()));
+        }
+        let smallest_state = f.cells.iter().map(|c| if c.has_cell_state() { 2 } else { 1 }).min().expect("non-empty")
+            * *f.hidden.iter().min().expect("non-empty");
+        if f.probes.lyapunov > smallest_state {
+            return Err(key(
+                "probes.lyapunov",
+                format!(
+                    "{} exponents asked, but the smallest state here has {smallest_state} dimensions",
+                    f.probes.lyapunov
+                ),
+            ));
         }
         let input = parse_input(&f.input).map_err(|why| key("input", why))?;
         if f.probes.quantities.contains(&Quantity::Err) {
@@ -237,6 +291,12 @@ impl Spec {
                 named.spec.validate(c, label).map_err(|e| key(&format!("init.{label}"), e.to_string()))?;
             }
             inits.push(named);
+        }
+        if let Some(unused) = f.init.keys().find(|label| !f.inits.contains(label)) {
+            return Err(key(
+                &format!("init.{unused}"),
+                format!("is defined but not listed in `inits` ({}); list it or remove it", f.inits.join(", ")),
+            ));
         }
         let out = f.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&f.name));
         Ok(Spec {
@@ -346,5 +406,38 @@ input_size = 2
         assert!(e.contains("key `input`") && e.contains("uniform(a)"), "{e}");
         let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [-4]"));
         assert!(e.contains("hidden"), "{e}");
+    }
+
+    #[test]
+    fn sizes_are_range_checked_before_anything_is_allocated() {
+        let e = err(&MINIMAL.replace("seq_len = [5]", "seq_len = [18446744073709551615]"));
+        assert!(e.contains("key `seq_len`") && e.contains("1000000"), "{e}");
+        let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [100000]"));
+        assert!(e.contains("key `hidden`") && e.contains("4096"), "{e}");
+        let e = err(&MINIMAL.replace("input_size = 2", "input_size = 1000000000"));
+        assert!(e.contains("key `input_size`"), "{e}");
+        let e = err(&MINIMAL.replace("seed = 1", "seed = 1\nbatch = 100000000"));
+        assert!(e.contains("key `batch`"), "{e}");
+        // Each size allowed, together too large for one point: named, with the estimate.
+        let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [4096]").replace("seq_len = [5]", "seq_len = [100000]"));
+        assert!(e.contains("`seq_len`") && e.contains("GiB"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn silent_surprises_are_errors() {
+        let e = err(&MINIMAL.replace("seeds = [0]", "seeds = [0, 1, 0]"));
+        assert!(e.contains("key `seeds`") && e.contains("0 is listed twice"), "{e}");
+        let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [4, 4]"));
+        assert!(e.contains("key `hidden`"), "{e}");
+        let e = err(&format!("{MINIMAL}[init.spare]\n"));
+        assert!(e.contains("key `init.spare`") && e.contains("not listed in `inits`"), "{e}");
+        let e = err(&MINIMAL.replace("seed = 1", "seed = 1\nout = \"\""));
+        assert!(e.contains("key `out`"), "{e}");
+        // The RNN's state has H = 4 dimensions: 5 exponents cannot be had.
+        let e =
+            err(&format!("{MINIMAL}[probes]\nlyapunov = 5\n")
+                .replace(r#"cells = ["rnn", "lstm"]"#, r#"cells = ["rnn"]"#));
+        assert!(e.contains("key `probes.lyapunov`") && e.contains("4 dimensions"), "{e}");
     }
 }
