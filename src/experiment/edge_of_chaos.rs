@@ -20,7 +20,7 @@ use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Series};
 use crate::output::read_csv;
 use crate::probe::{LyapunovOptions, Q0, Quantity, jacobian_flow, lyapunov};
-use nalgebra::DVector;
+use nalgebra::{DVector, DVectorView};
 use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -151,15 +151,18 @@ impl Experiment for EdgeOfChaos<'_> {
             let opts =
                 LyapunovOptions { count: Some(1), burn_in, q0: Q0::Random, seed: q0_seed.wrapping_add(b as u64) };
             let lyap = lyapunov(&params, &tape, 0, b, &opts);
-            // a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh over the steps after the burn-in.
+            // a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh over the steps after the burn-in, summed
+            // in that order, in two buffers.
+            let (mut a, mut wh) = (DVector::zeros(p.hidden), DVector::zeros(p.hidden));
             let mut sum_sq = 0.0;
             for t in burn_in + 1..=p.seq_len {
                 let col = (t - 1) * spec.batch + b;
-                let h_prev = DVector::from_column_slice(tape.step(0, t, b).h_prev);
-                let a = &layer.weight_ih * inputs.x.column(col)
-                    + &layer.bias_ih
-                    + &layer.weight_hh * h_prev
-                    + &layer.bias_hh;
+                let h_prev = DVectorView::from_slice(tape.step(0, t, b).h_prev, p.hidden);
+                a.gemv(1.0, &layer.weight_ih, &inputs.x.column(col), 0.0);
+                a += &layer.bias_ih;
+                wh.gemv(1.0, &layer.weight_hh, &h_prev, 0.0);
+                a += &wh;
+                a += &layer.bias_hh;
                 sum_sq += a.norm_squared();
             }
             let q_measured = sum_sq / ((p.seq_len - burn_in) * p.hidden) as f64;

@@ -265,6 +265,15 @@ mod tests {
     const SHAPES: [(usize, usize, usize); 6] =
         [(64, 128, 16), (37 * 4, 37, 3), (5, 9, 13), (100, 1, 7), (33, 600, 8), (40, 300, 301)];
 
+    /// A, B, C₀ of one shape and the expected C₀ + A·B.
+    fn case(m: usize, k: usize, n: usize) -> (DMatrix<f64>, DMatrix<f64>, DMatrix<f64>, DMatrix<f64>) {
+        let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
+        let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
+        let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
+        let expect = &c0 + &a * &b;
+        (a, b, c0, expect)
+    }
+
     /// A kernel entry point: (m, n, k, packed panels, b, c, ldc).
     type Kernels = unsafe fn(usize, usize, usize, *const f64, Columns<f64>, *mut f64, usize);
 
@@ -276,10 +285,7 @@ mod tests {
     /// The CPU runs `variant`.
     unsafe fn same_bits_as_portable(variant: Kernels) {
         for (m, k, n) in SHAPES {
-            let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
-            let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
-            let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
-            let expect = &c0 + &a * &b;
+            let (a, b, c0, expect) = case(m, k, n);
             for (stored, op) in [(a.clone(), Op::N), (a.transpose(), Op::T)] {
                 let mut p = PackedMatrix::default();
                 p.pack(stored.as_view(), op);
@@ -324,10 +330,7 @@ mod tests {
     fn packed_products_match_a_plain_product() {
         assert!(available(), "built on a CPU with AVX2 and FMA, run on one without: cargo clean");
         for (m, k, n) in SHAPES {
-            let a = DMatrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin());
-            let b = DMatrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) as f64 * 0.23).cos());
-            let c0 = DMatrix::from_fn(m, n, |i, j| (i + j) as f64 * 0.01);
-            let expect = &c0 + &a * &b;
+            let (a, b, c0, expect) = case(m, k, n);
             for (stored, op) in [(a.clone(), Op::N), (a.transpose(), Op::T)] {
                 let mut p = PackedMatrix::default();
                 p.pack(stored.as_view(), op);
