@@ -83,6 +83,18 @@ pub enum ExperimentCommand {
     EdgeOfChaos(RunArgs),
     /// Built in: where plain f32 and f64 BPTT lose the gradient to underflow.
     Precision(RunArgs),
+    /// Combine the points stored by the shards of one run (`--shard i/n`) into its outputs.
+    Merge {
+        /// The shards' output folders (several shards may share one).
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output folder (default: the spec's `out`).
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+        /// Overwrite outputs of a different spec in OUT.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run an experiment spec (TOML) of your own.
     Run {
         /// The spec file.
@@ -102,7 +114,7 @@ impl ExperimentCommand {
             ExperimentCommand::Memory(a) => Some(("memory", a)),
             ExperimentCommand::EdgeOfChaos(a) => Some(("edge-of-chaos", a)),
             ExperimentCommand::Precision(a) => Some(("precision", a)),
-            ExperimentCommand::List | ExperimentCommand::Run { .. } => None,
+            ExperimentCommand::List | ExperimentCommand::Run { .. } | ExperimentCommand::Merge { .. } => None,
         }
     }
 }
@@ -115,9 +127,14 @@ pub struct RunArgs {
     /// Worker threads (default: all cores; RAYON_NUM_THREADS is honoured).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Overwrite outputs of a different spec in the output folder.
+    /// Overwrite outputs of a different spec in the output folder (and discard the stored
+    /// points of an interrupted run of a different spec).
     #[arg(long)]
     pub force: bool,
+    /// Measure only shard I of N (I from 0; e.g. $SLURM_ARRAY_TASK_ID/N), store its points in
+    /// the output folder, and leave the outputs to `gradlab experiment merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::experiment::runner::Shard>,
 }
 
 /// Arithmetic precision.

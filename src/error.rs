@@ -41,12 +41,23 @@ pub enum Error {
     /// A command-line flag that contradicts the files or another flag.
     #[error("{0}")]
     Usage(String),
+    /// The run was stopped (Ctrl-C); the message says what was kept and how to go on.
+    #[error("{0}")]
+    Interrupted(String),
     /// The output exists and `--force` was not given.
     #[error("{}: already exists; pass --force to overwrite it", path.display())]
     OutputExists { path: PathBuf },
 }
 
 impl Error {
+    /// The process exit code for this error: 130 for an interrupted run (as for SIGINT), else 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted(_) => 130,
+            _ => 2,
+        }
+    }
+
     /// Puts `path` in front of this error's message.
     pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
         Error::InFile { path: path.into(), source: Box::new(self) }

@@ -6,6 +6,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Experiment(_) | Command::Report(_)) {
+        // Ctrl-C: finish the points in progress, keep every finished point, say how to resume;
+        // a second Ctrl-C quits at once (the finished points are stored either way).
+        let _ = ctrlc::set_handler(|| {
+            if gradlab::experiment::runner::request_stop() {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after the points in progress (Ctrl-C again to quit now)");
+        });
+    }
     let result = match &cli.command {
         Command::Grad(args) => gradlab::cmd::grad::run(args),
         Command::Probe(args) => gradlab::cmd::probe::run(args),
@@ -20,7 +30,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(e.exit_code())
         }
     }
 }

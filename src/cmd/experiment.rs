@@ -14,6 +14,9 @@ pub fn run(args: &ExperimentArgs) -> Result<String> {
     match &args.command {
         ExperimentCommand::List => Ok(list()),
         ExperimentCommand::Run { spec, args } => run_spec(&Spec::read(spec)?, args),
+        ExperimentCommand::Merge { dirs, out, force } => {
+            experiment::merge(dirs, &RunOptions { out: out.clone(), force: *force, ..RunOptions::default() })
+        }
         command => {
             let (name, args) = command.built_in().expect("the other commands are built-in experiments");
             run_spec(&Spec::built_in(name)?, args)
@@ -33,6 +36,6 @@ fn list() -> String {
 }
 
 fn run_spec(spec: &Spec, args: &RunArgs) -> Result<String> {
-    let opts = RunOptions { out: args.out.clone(), threads: args.threads, force: args.force };
+    let opts = RunOptions { out: args.out.clone(), threads: args.threads, force: args.force, shard: args.shard };
     experiment::run(spec, &opts)
 }

@@ -49,7 +49,7 @@ pub struct DecompRow {
     pub mean_abs_diag: f64,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Measured {
     summary: Vec<(Key, SummaryRow)>,
     decomp: Vec<(Key, DecompRow)>,

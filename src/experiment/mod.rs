@@ -14,6 +14,7 @@ pub mod memory;
 pub mod precision;
 pub mod runner;
 pub mod spec;
+pub mod store;
 pub mod vanishing;
 
 use crate::error::Result;
@@ -116,6 +117,22 @@ fn dispatch<V: WithExperiment>(spec: &Spec, v: V) -> Result<V::Output> {
         Kind::EdgeOfChaos => v.with(&edge_of_chaos::EdgeOfChaos::new(spec)?, spec),
         Kind::Precision => v.with(&precision::Precision::new(spec)?, spec),
     }
+}
+
+/// Assembles the outputs of the spec whose points the folders `dirs` hold (the `--out` folders
+/// of its shards); returns the report to print.
+pub fn merge(dirs: &[PathBuf], opts: &RunOptions) -> Result<String> {
+    struct Merge<'a>(&'a [PathBuf], &'a RunOptions);
+    impl WithExperiment for Merge<'_> {
+        type Output = String;
+        fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<String> {
+            runner::merge(exp, spec, self.0, self.1)
+        }
+    }
+    let first = dirs.first().ok_or_else(|| crate::error::Error::Usage("merge: name at least one folder".into()))?;
+    let (store, text) = store::Store::existing(first)?;
+    let spec = Spec::parse(&text).map_err(|e| e.in_file(store.dir().join("spec.toml")))?;
+    dispatch(&spec, Merge(dirs, opts))
 }
 
 /// Runs `spec` with its kind's experiment; returns the report to print.

@@ -56,7 +56,7 @@ pub struct LyapunovRow {
 }
 
 /// What one point produces.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Measured {
     curves: Vec<(Key, CurveRow)>,
     summary: Vec<(Key, SummaryRow)>,
