@@ -139,11 +139,12 @@ impl Store {
     }
 }
 
-/// Writes `bytes` to `path` via `<path>.tmp` (truncated if a killed run left one), synced before
+/// Writes `bytes` to `path` via `<path>.tmp.<pid>` (one per process, so shards sharing a folder
+/// never write the same temporary file; truncated if a killed run left one), synced before
 /// the rename, so `path` is either absent or complete.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".tmp.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let io = |p: &Path, source| Error::Io { path: p.to_path_buf(), source };
     let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
