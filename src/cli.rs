@@ -144,20 +144,33 @@ pub enum Precision {
     F64,
 }
 
+/// Where a model's weights come from and how to read them.
 #[derive(Debug, clap::Args)]
-pub struct GradArgs {
-    /// Weights: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k} [, head.weight, head.bias].
+pub struct ModelArgs {
+    /// Weights: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k} [, head.weight, head.bias]
+    /// in F32, F64, F16 or BF16 (widened).
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
+    /// The cell; by default read from the weights (rows of weight_hh_l0 / H).
+    #[arg(long)]
+    pub cell: Option<CellKind>,
+    /// Read the recurrent layers from tensors named PREFIX + weight_ih_l0 etc., as in the
+    /// state_dict of a module that wraps the RNN (e.g. `rnn.`); other tensors but head.weight
+    /// and head.bias are skipped, and the report lists them.
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GradArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Inputs: x [T,B,I], optional h0 (and c0) [L,B,H], and target [T,B,O] or labels [T,B].
     #[arg(long, value_name = "X.safetensors")]
     pub input: PathBuf,
     /// Where to write the gradients (same names as the weights, plus x, h0, c0, loss).
     #[arg(long, value_name = "G.safetensors")]
     pub out: PathBuf,
-    /// The cell; by default read from the weights (rows of weight_hh_l0 / H).
-    #[arg(long)]
-    pub cell: Option<CellKind>,
     /// The loss; by default mse if the input holds `target`, ce if it holds `labels`.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -171,9 +184,8 @@ pub struct GradArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    /// Weights, as for `grad`.
-    #[arg(long, value_name = "W.safetensors")]
-    pub weights: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Inputs: x [T,B,I], optional h0 (and c0) [L,B,H]; with target or labels, the error signal
     /// of a loss at the last step is probed too.
     #[arg(long, value_name = "X.safetensors")]
@@ -181,9 +193,6 @@ pub struct ProbeArgs {
     /// Folder for probe.csv, summary.csv, decomp.csv (LSTM) and lyapunov.csv.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// The cell; by default read from the weights.
-    #[arg(long)]
-    pub cell: Option<CellKind>,
     /// Lyapunov: steps run before the exponents are accumulated (must be < T). The default 0 with
     /// --q0 identity gives the finite-time exponents of the given sequence.
     #[arg(long, value_name = "K", default_value_t = 0)]

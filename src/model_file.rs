@@ -14,11 +14,43 @@ use safetensors::Dtype;
 
 const LAYER_TENSORS: [&str; 4] = ["weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l"];
 
+/// Most layers a model file may hold (PyTorch's stacked RNNs rarely exceed a handful).
+pub const MAX_LAYERS: usize = 1024;
+
+/// Reads a weights file; with `prefix`, the tensors under it (see [`TensorFile::strip_prefix`]).
+/// Returns the file and the names skipped.
+pub fn read_weights(path: &std::path::Path, prefix: Option<&str>) -> Result<(TensorFile, Vec<String>)> {
+    let file = TensorFile::read(path)?;
+    match prefix {
+        Some(p) => file.strip_prefix(p),
+        None => Ok((file, Vec::new())),
+    }
+}
+
+/// The report's line on the tensors `--prefix` skipped, if any.
+pub fn skipped_line(prefix: Option<&str>, skipped: &[String]) -> Option<String> {
+    let prefix = prefix?;
+    (!skipped.is_empty()).then(|| {
+        let shown: Vec<&str> = skipped.iter().take(8).map(String::as_str).collect();
+        let more = if skipped.len() > shown.len() {
+            format!(" and {} more", skipped.len() - shown.len())
+        } else {
+            String::new()
+        };
+        format!("skipped {} tensor(s) not under --prefix {prefix}: {}{more}", skipped.len(), shown.join(", "))
+    })
+}
+
 /// The cell a weights file holds: rows(weight_hh_l0) / H gate blocks.
 pub fn detect_cell(weights: &TensorFile) -> Result<CellKind> {
     let name = "weight_hh_l0";
     let shape = weights.shape(name).ok_or_else(|| {
-        weights.error(Error::MissingTensor { tensor: name.into(), why: "the recurrent matrix of layer 0".into() })
+        let mut why = "the recurrent matrix of layer 0".to_string();
+        if let Some(wrapped) = weights.names().find(|n| n.ends_with(".weight_hh_l0")) {
+            let prefix = &wrapped[..wrapped.len() - name.len()];
+            why += &format!("; the file has `{wrapped}`: pass --prefix {prefix} to read a wrapped module's state_dict");
+        }
+        weights.error(Error::MissingTensor { tensor: name.into(), why })
     })?;
     let bad = || {
         weights.error(Error::Shape {
@@ -53,11 +85,13 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
         )));
     }
     let expected_names = "weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, head.weight, head.bias";
-    let mut n_layers = 0;
+    // Layer indices, checked to run 0..L−1 before anything is sized by them.
+    let mut indices = std::collections::BTreeSet::new();
     for name in weights.names() {
-        let layer = layer_index(name);
-        match layer {
-            Some(k) => n_layers = n_layers.max(k + 1),
+        match layer_index(name) {
+            Some(k) => {
+                indices.insert((k, name));
+            }
             None if name == "head.weight" || name == "head.bias" => {}
             None => {
                 return Err(
@@ -65,6 +99,18 @@ pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> R
                 );
             }
         }
+    }
+    let n_layers = indices.iter().map(|&(k, _)| k).collect::<std::collections::BTreeSet<_>>().len();
+    if let Some(&(k, name)) = indices.iter().next_back()
+        && (k >= n_layers || n_layers > MAX_LAYERS)
+    {
+        let problem = if n_layers > MAX_LAYERS {
+            format!("{n_layers} layers, more than the {MAX_LAYERS} gradlab reads")
+        } else {
+            let gap = (0..k).find(|j| !indices.iter().any(|&(i, _)| i == *j)).expect("a gap below k");
+            format!("layer {k}, but no tensor of layer {gap}: layers are numbered 0..L−1 without gaps")
+        };
+        return Err(weights.error(Error::Value { tensor: name.into(), problem }));
     }
     let h = weights.shape("weight_hh_l0").expect("checked by detect_cell")[1];
     let g = kind.gates() * h;

@@ -29,6 +29,11 @@ impl TensorFile {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses the bytes of a safetensors file; `path` names it in errors.
+    pub fn parse(path: PathBuf, bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")).in_file(&path))?;
         let tensors = st
@@ -41,6 +46,33 @@ impl TensorFile {
             })
             .collect();
         Ok(TensorFile { path, tensors })
+    }
+
+    /// The tensors named `prefix` + name, renamed to name, as in the state_dict of a module that
+    /// wraps the model; `head.weight` and `head.bias` are kept as they are. Returns the names
+    /// skipped. No tensor with the prefix is an error listing the names' prefixes.
+    pub fn strip_prefix(self, prefix: &str) -> Result<(Self, Vec<String>)> {
+        if !self.tensors.keys().any(|n| n.starts_with(prefix)) {
+            let mut seen: Vec<&str> = self.tensors.keys().filter_map(|n| n.rfind('.').map(|dot| &n[..=dot])).collect();
+            seen.dedup();
+            let found = if seen.is_empty() { "none".to_string() } else { seen.join(", ") };
+            return Err(self.error(Error::Usage(format!(
+                "--prefix {prefix:?}: no tensor name starts with it (prefixes found: {found})"
+            ))));
+        }
+        let (mut kept, mut skipped) = (BTreeMap::new(), Vec::new());
+        for (name, t) in self.tensors {
+            match name.strip_prefix(prefix) {
+                Some(rest) => {
+                    kept.insert(rest.to_string(), t);
+                }
+                None if name == "head.weight" || name == "head.bias" => {
+                    kept.insert(name, t);
+                }
+                None => skipped.push(name),
+            }
+        }
+        Ok((TensorFile { path: self.path, tensors: kept }, skipped))
     }
 
     /// The file's path.
@@ -76,7 +108,7 @@ impl TensorFile {
         self.tensors.get(name).ok_or_else(|| self.error(Error::MissingTensor { tensor: name.into(), why: why.into() }))
     }
 
-    /// A float tensor (F32 or F64, converted to `T`) whose shape matches `expected`, where `None`
+    /// A float tensor (F32, F64, F16 or BF16, converted to `T`) whose shape matches `expected`, where `None`
     /// accepts any extent; NaN and Inf are errors. `why` says what a missing tensor is for.
     pub fn floats<T: Scalar>(&self, name: &str, expected: &[Option<usize>], why: &str) -> Result<(Vec<usize>, Vec<T>)> {
         let raw = self.raw(name, why)?;
@@ -90,10 +122,20 @@ impl TensorFile {
                 .chunks_exact(4)
                 .map(|b| T::of(f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64))
                 .collect(),
+            Dtype::F16 => raw
+                .data
+                .chunks_exact(2)
+                .map(|b| T::of(half::f16::from_le_bytes(b.try_into().expect("2 bytes")).to_f64()))
+                .collect(),
+            Dtype::BF16 => raw
+                .data
+                .chunks_exact(2)
+                .map(|b| T::of(half::bf16::from_le_bytes(b.try_into().expect("2 bytes")).to_f64()))
+                .collect(),
             other => {
                 return Err(self.error(Error::Dtype {
                     tensor: name.into(),
-                    expected: "F32 or F64".into(),
+                    expected: "F32, F64, F16 or BF16".into(),
                     found: format!("{other:?}"),
                 }));
             }

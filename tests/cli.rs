@@ -179,6 +179,90 @@ fn missing_and_unknown_tensors_are_named() {
 }
 
 #[test]
+fn layer_numbers_are_range_checked_before_anything_is_sized_by_them() {
+    let extra = |name: &'static str| {
+        move |w: &mut Raw| drop(w.insert(name.into(), (Dtype::F64, vec![64], f64_bytes(&[0.0; 64]))))
+    };
+    // Once an abort on allocation, once silently ignored (k + 1 wrapped to 0).
+    assert_rejected(
+        grad_with(LSTM, extra("bias_hh_l1000000000000"), no_edit, &[]),
+        &["tensor `bias_hh_l1000000000000`", "layer 1000000000000", "no tensor of layer 1"],
+    );
+    assert_rejected(
+        grad_with(LSTM, extra("bias_hh_l18446744073709551615"), no_edit, &[]),
+        &["tensor `bias_hh_l18446744073709551615`", "no tensor of layer 1"],
+    );
+    assert_rejected(
+        grad_with(LSTM, extra("bias_hh_l99999999999999999999999"), no_edit, &[]),
+        &["unknown tensor `bias_hh_l99999999999999999999999`"],
+    );
+}
+
+/// Runs `grad` on edited copies of `case_name`'s files and returns the gradients file's bytes.
+fn grads_of(case_name: &str, edit_weights: impl FnOnce(&mut Raw), extra: &[&str]) -> (Vec<u8>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, out) = (dir.path().join("w.safetensors"), dir.path().join("g.safetensors"));
+    let mut wr = read_raw(&case(case_name).join("weights.safetensors"));
+    edit_weights(&mut wr);
+    write_raw(&w, &wr);
+    let o = grad_files(&w, &case(case_name).join("input.safetensors"), &out, extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (std::fs::read(&out).unwrap(), String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+#[test]
+fn a_wrapped_modules_state_dict_is_read_with_prefix_and_hinted_without() {
+    let wrap = |w: &mut Raw| {
+        let layers: Raw = std::mem::take(w).into_iter().map(|(n, t)| (format!("rnn.{n}"), t)).collect();
+        *w = layers;
+        w.insert("fc.weight".into(), (Dtype::F64, vec![1], f64_bytes(&[1.0])));
+    };
+    assert_rejected(grad_with(LSTM, wrap, no_edit, &[]), &["missing tensor `weight_hh_l0`", "--prefix rnn."]);
+    let (plain, _) = grads_of(LSTM, no_edit, &[]);
+    let (wrapped, report) = grads_of(LSTM, wrap, &["--prefix", "rnn."]);
+    assert_eq!(plain, wrapped, "the prefixed file must give the plain file's gradients");
+    assert!(report.contains("skipped 1 tensor(s) not under --prefix rnn.: fc.weight"), "{report}");
+    assert_rejected(grad_with(LSTM, wrap, no_edit, &["--prefix", "model."]), &["--prefix \"model.\"", "rnn."]);
+}
+
+#[test]
+fn f16_and_bf16_weights_are_widened_exactly() {
+    // Rounds every F64 weight to `dtype` and stores it either so or as the F32 of the rounded value.
+    fn narrow(dtype: Dtype, store_as_f32: bool) -> impl FnOnce(&mut Raw) {
+        move |raw: &mut Raw| {
+            for (d, _, b) in raw.values_mut() {
+                let values: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+                let rounded: Vec<f32> = values
+                    .iter()
+                    .map(|&v| match dtype {
+                        Dtype::F16 => half::f16::from_f64(v).to_f32(),
+                        _ => half::bf16::from_f64(v).to_f32(),
+                    })
+                    .collect();
+                *b = if store_as_f32 {
+                    rounded.iter().flat_map(|v| v.to_le_bytes()).collect()
+                } else if dtype == Dtype::F16 {
+                    rounded.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()
+                } else {
+                    rounded.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect()
+                };
+                *d = if store_as_f32 { Dtype::F32 } else { dtype };
+            }
+        }
+    }
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let (half_file, report) = grads_of(LSTM, narrow(dtype, false), &[]);
+        let (f32_file, _) = grads_of(LSTM, narrow(dtype, true), &[]);
+        assert!(report.contains("f32"), "{dtype:?} weights compute in f32 by default: {report}");
+        assert_eq!(half_file, f32_file, "{dtype:?} weights must read as the F32 of the same values");
+    }
+    // The two formats round differently, so a reader that mixed them up would not pass both.
+    let (f16, _) = grads_of(LSTM, narrow(Dtype::F16, false), &[]);
+    let (bf16, _) = grads_of(LSTM, narrow(Dtype::BF16, false), &[]);
+    assert_ne!(f16, bf16);
+}
+
+#[test]
 fn wrong_shapes_and_dtypes_are_named_with_expected_and_found() {
     assert_rejected(
         grad_with(LSTM, |w| w.get_mut("bias_ih_l0").unwrap().1 = vec![32, 2], no_edit, &[]),
@@ -222,12 +306,12 @@ fn wrong_shapes_and_dtypes_are_named_with_expected_and_found() {
             no_edit,
             |x| {
                 let t = x.get_mut("x").unwrap();
-                t.0 = Dtype::F16;
-                t.2.truncate(t.2.len() / 4);
+                t.0 = Dtype::U8;
+                t.2.truncate(t.2.len() / 8);
             },
             &[],
         ),
-        &["tensor `x`", "expected dtype F32 or F64, found F16"],
+        &["tensor `x`", "expected dtype F32, F64, F16 or BF16, found U8"],
     );
     assert_rejected(
         grad_with(

@@ -3,7 +3,9 @@
 use crate::bptt::gradients;
 use crate::cli::{GradArgs, Precision};
 use crate::error::{Error, Result};
-use crate::model_file::{gradient_tensors, load_inputs, load_params, require_targets, weights_precision};
+use crate::model_file::{
+    gradient_tensors, load_inputs, load_params, read_weights, require_targets, skipped_line, weights_precision,
+};
 use crate::scalar::Scalar;
 use crate::tensors::{TensorFile, check_writable, to_safetensors_bytes, write_atomic};
 use safetensors::Dtype;
@@ -12,9 +14,10 @@ use std::path::Path;
 
 /// Runs the command; returns the report to print.
 pub fn run(args: &GradArgs) -> Result<String> {
-    refuse_to_overwrite_inputs(&args.out, &[&args.weights, &args.input])?;
+    refuse_to_overwrite_inputs(&args.out, &[&args.model.weights, &args.input])?;
     check_writable(&args.out, args.force)?;
-    let weights = TensorFile::read(&args.weights)?;
+    let prefix = args.model.prefix.as_deref();
+    let (weights, skipped) = read_weights(&args.model.weights, prefix)?;
     let precision = args.precision.unwrap_or(match weights_precision(&weights) {
         Dtype::F64 => Precision::F64,
         _ => Precision::F32,
@@ -23,10 +26,14 @@ pub fn run(args: &GradArgs) -> Result<String> {
         Precision::F64 => run_typed::<f64>(args, &weights),
         Precision::F32 => run_typed::<f32>(args, &weights),
     }
+    .map(|r| match skipped_line(prefix, &skipped) {
+        Some(line) => format!("{line}\n{r}"),
+        None => r,
+    })
 }
 
 fn run_typed<T: Scalar>(args: &GradArgs, weights: &TensorFile) -> Result<String> {
-    let params = load_params::<T>(weights, args.cell)?;
+    let params = load_params::<T>(weights, args.model.cell)?;
     let input = TensorFile::read(&args.input)?;
     let inputs = load_inputs(&input, &params)?;
     let targets = require_targets(&input, &params, &inputs, args.loss)?;

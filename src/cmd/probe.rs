@@ -7,7 +7,7 @@ use crate::cli::ProbeArgs;
 use crate::error::{Error, Result};
 use crate::estimate::{CurveSummary, summarize};
 use crate::loss::{Targets, loss_and_grad};
-use crate::model_file::{load_inputs, load_params, load_targets};
+use crate::model_file::{load_inputs, load_params, load_targets, read_weights, skipped_line};
 use crate::output::write_csv;
 use crate::params::Params;
 use crate::probe::{
@@ -33,8 +33,8 @@ type SummaryRow = (Curve, CurveSummary);
 
 /// Runs the command; returns the report to print.
 pub fn run(args: &ProbeArgs) -> Result<String> {
-    let weights = TensorFile::read(&args.weights)?;
-    let params = load_params::<f64>(&weights, args.cell)?;
+    let (weights, skipped) = read_weights(&args.model.weights, args.model.prefix.as_deref())?;
+    let params = load_params::<f64>(&weights, args.model.cell)?;
     let input = TensorFile::read(&args.input)?;
     let inputs = load_inputs(&input, &params)?;
     let targets = load_targets(&input, &params, &inputs, None)?;
@@ -89,7 +89,11 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
         write_csv(&args.out.join("decomp.csv"), &decomp, args.force)?;
     }
     write_csv(&args.out.join("lyapunov.csv"), &lyap, args.force)?;
-    Ok(report(&params, &tape, &summary, &lyap, &files, args))
+    let report = report(&params, &tape, &summary, &lyap, &files, args);
+    Ok(match skipped_line(args.model.prefix.as_deref(), &skipped) {
+        Some(line) => format!("{line}\n{report}"),
+        None => report,
+    })
 }
 
 /// The estimators of every (layer, sequence, quantity) curve of `flow`.
