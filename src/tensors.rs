@@ -34,7 +34,7 @@ impl TensorFile {
 
     /// Parses the bytes of a safetensors file; `path` names it in errors.
     pub fn parse(path: PathBuf, bytes: &[u8]) -> Result<Self> {
-        let st = SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")).in_file(&path))?;
         let tensors = st
             .iter()
