@@ -135,6 +135,10 @@ pub struct RunArgs {
     /// the output folder, and leave the outputs to `gradlab experiment merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::experiment::runner::Shard>,
+    /// Print the grid and the estimated time and peak memory (calibrated by timing a few short
+    /// points on this machine); measure and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arithmetic precision.

@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod error;
 pub mod estimate;
 pub mod experiment;
+pub mod heap;
 pub mod init;
 pub mod linalg;
 pub mod loss;

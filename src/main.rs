@@ -4,6 +4,10 @@ use clap::Parser;
 use gradlab::cli::{Cli, Command};
 use std::process::ExitCode;
 
+/// Heap bytes counted, for the calibrated memory estimates of `experiment` runs.
+#[global_allocator]
+static HEAP: gradlab::heap::Counting = gradlab::heap::Counting;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Experiment(_) | Command::Report(_)) {

@@ -36,6 +36,12 @@ fn list() -> String {
 }
 
 fn run_spec(spec: &Spec, args: &RunArgs) -> Result<String> {
-    let opts = RunOptions { out: args.out.clone(), threads: args.threads, force: args.force, shard: args.shard };
+    let opts = RunOptions {
+        out: args.out.clone(),
+        threads: args.threads,
+        force: args.force,
+        shard: args.shard,
+        dry_run: args.dry_run,
+    };
     experiment::run(spec, &opts)
 }

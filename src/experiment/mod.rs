@@ -5,6 +5,7 @@
 //! [`Kind`] variant with its question, and its line in [`dispatch`] (plus a spec in
 //! `experiments/` and a line in [`BUILT_IN`] to make it built in, and a subcommand in `cli.rs`).
 
+pub mod budget;
 pub mod charts;
 pub mod edge_of_chaos;
 pub mod findings;
@@ -119,6 +120,70 @@ fn dispatch<V: WithExperiment>(spec: &Spec, v: V) -> Result<V::Output> {
     }
 }
 
+/// Samples the cost of the one point of a calibration spec on a one-thread pool: its seconds,
+/// and the heap it holds while measured and keeps afterwards (`crate::heap`).
+fn sample_point(one: &rayon::ThreadPool, spec: &Spec) -> Result<budget::Sample> {
+    struct SamplePoint<'a>(&'a rayon::ThreadPool);
+    impl WithExperiment for SamplePoint<'_> {
+        type Output = budget::Sample;
+        fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<budget::Sample> {
+            let p = &grid::expand(spec)[0];
+            self.0.install(|| {
+                let start = std::time::Instant::now();
+                let (measured, in_flight, kept) =
+                    crate::heap::counted(|| exp.measure(p, &mut grid::point_rng(spec, p)));
+                let seconds = start.elapsed().as_secs_f64();
+                measured?;
+                Ok(budget::Sample { seconds, in_flight: in_flight as f64, kept: kept as f64 })
+            })
+        }
+    }
+    dispatch(spec, SamplePoint(one))
+}
+
+fn one_thread() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| crate::error::Error::Usage(format!("a calibration thread: {e}")))
+}
+
+/// `--dry-run`: the grid, and the time and memory a run would take (calibrated by running a few
+/// short points of the spec on one thread); nothing is measured or written.
+fn dry_run(spec: &Spec, opts: &RunOptions) -> Result<String> {
+    let one = one_thread()?;
+    let threads = runner::rayon_threads(opts.threads);
+    let estimate = budget::estimate(spec, threads, &mut |cal| sample_point(&one, cal))?;
+    let points = grid::expand(spec);
+    let mut per_cell: Vec<(crate::cell::CellKind, usize)> = Vec::new();
+    for p in &points {
+        match per_cell.iter_mut().find(|(c, _)| *c == p.cell) {
+            Some((_, n)) => *n += 1,
+            None => per_cell.push((p.cell, 1)),
+        }
+    }
+    let cells: Vec<String> = per_cell.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let (t_min, t_max) = (spec.seq_len.iter().min(), spec.seq_len.iter().max());
+    let (h_min, h_max) = (spec.hidden.iter().min(), spec.hidden.iter().max());
+    let mut r = format!(
+        "{}: {} grid points ({}; H {}..={}, T {}..={}, batch {}, {} seed(s))\n{estimate}",
+        spec.name,
+        points.len(),
+        cells.join(", "),
+        h_min.expect("non-empty"),
+        h_max.expect("non-empty"),
+        t_min.expect("non-empty"),
+        t_max.expect("non-empty"),
+        spec.batch,
+        spec.seeds.len()
+    );
+    if estimate.memory.exceeds_available() {
+        r += &format!("\nrefused: {}", budget::memory_error(spec, &estimate.memory, threads));
+    }
+    r += "\nnothing measured or written (--dry-run)";
+    Ok(r)
+}
+
 /// Assembles the outputs of the spec whose points the folders `dirs` hold (the `--out` folders
 /// of its shards); returns the report to print.
 pub fn merge(dirs: &[PathBuf], opts: &RunOptions) -> Result<String> {
@@ -135,8 +200,14 @@ pub fn merge(dirs: &[PathBuf], opts: &RunOptions) -> Result<String> {
     dispatch(&spec, Merge(dirs, opts))
 }
 
-/// Runs `spec` with its kind's experiment; returns the report to print.
+/// Runs `spec` with its kind's experiment (with `opts.dry_run`, estimates it); returns the
+/// report to print.
 pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
+    if opts.dry_run {
+        return dry_run(spec, opts);
+    }
+    let one = one_thread()?;
+    budget::check_memory(spec, runner::rayon_threads(opts.threads), &mut |cal| sample_point(&one, cal))?;
     struct Run<'a>(&'a RunOptions);
     impl WithExperiment for Run<'_> {
         type Output = String;

@@ -145,6 +145,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Measure only this shard's points and store them, for `gradlab experiment merge`.
     pub shard: Option<Shard>,
+    /// Print the points and the estimated time and memory; measure and write nothing.
+    pub dry_run: bool,
 }
 
 /// Shard `index` of `count` (`--shard i/n`, i from 0): a deterministic share of the points,
@@ -284,6 +286,7 @@ pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<Str
         points: points.len(),
         measured: todo.len(),
         files: Vec::new(),
+        peak_memory_mib: None,
     };
     let all = done.into_iter().map(|m| m.expect("a whole run measures or stores every point")).collect();
     let (summary, written) = assemble(exp, &dir, spec, all, record)?;
@@ -348,6 +351,7 @@ pub fn merge<E: Experiment>(exp: &E, spec: &Spec, dirs: &[PathBuf], opts: &RunOp
         points: points.len(),
         measured: 0,
         files: Vec::new(),
+        peak_memory_mib: None,
     };
     let (summary, written) = assemble(exp, &dir, spec, all, record)?;
     for (d, s) in dirs.iter().zip(stores) {
@@ -441,6 +445,7 @@ fn assemble<E: Experiment>(
     }
     names.push("run.toml".into());
     record.files = names.clone();
+    record.peak_memory_mib = super::budget::peak_resident_memory().map(|b| (b / (1u64 << 20) as f64).round());
     let run_toml = staging.join("run.toml");
     std::fs::write(&run_toml, toml::to_string(&record).expect("a flat record serializes"))
         .map_err(|e| io(&run_toml, e))?;
@@ -514,10 +519,13 @@ pub struct RunRecord {
     /// Every file the run wrote into the folder (a later run removes those it does not write).
     #[serde(default)]
     pub files: Vec<String>,
+    /// The process's peak resident memory (MiB, Linux `VmHWM`) once the outputs were made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_mib: Option<f64>,
 }
 
 /// The worker threads a run uses.
-fn rayon_threads(threads: Option<u16>) -> usize {
+pub fn rayon_threads(threads: Option<u16>) -> usize {
     threads.map_or_else(rayon::current_num_threads, usize::from)
 }
 
