@@ -368,3 +368,67 @@ fn probe_lyapunov_options_are_checked_and_change_the_estimate() {
     );
     assert_eq!(first_exponent("asym"), first_exponent("again"), "the same seed gives the same Q0");
 }
+
+#[test]
+fn an_exactly_zero_jacobian_is_a_named_warning_not_a_silent_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+kind = "vanishing"
+name = "zero"
+seed = 1
+cells = ["rnn", "lstm"]
+inits = ["zero", "pytorch"]
+hidden = [6]
+seq_len = [30]
+seeds = [0, 1]
+input_size = 2
+[probes]
+quantities = ["dh", "dstate"]
+lyapunov = 2
+[init.pytorch]
+[init.zero]
+recurrent = ["zeros"]
+"#;
+    let (out, h, rows) = run_spec_text(dir.path(), "zero", spec);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for q in ["rnn zero H = 6 dh", "lstm zero H = 6 dh"] {
+        assert!(summary.contains(&format!("**Warning**: {q} is exactly 0 at k = T in 2 of 2 sequences")), "{summary}");
+    }
+    assert!(!summary.contains("NaN"), "no NaN in the summary: {summary}");
+    // The zero RNN vanished (rate −∞) and is listed where the claim holds, not dropped.
+    assert!(summary.contains("Holds: zero (-inf/step)"), "{summary}");
+    // Its rows: ln‖·‖ = −inf at k = T, no rates, horizon 1.
+    let (init, q, end, rate) = (
+        column(&h, &rows, "init"),
+        column(&h, &rows, "quantity"),
+        column(&h, &rows, "log_norm_end"),
+        column(&h, &rows, "decay_rate"),
+    );
+    let zero_dh: Vec<usize> = (0..rows.len()).filter(|&i| init[i] == "zero" && q[i] == "dh").collect();
+    assert_eq!(zero_dh.len(), 4);
+    assert!(zero_dh.iter().all(|&i| end[i] == "-inf" && rate[i].is_empty()));
+    let svg = std::fs::read_to_string(out.join("decay.svg")).unwrap();
+    assert!(svg.contains("zero (exactly 0 from k = 1)"), "the legend says where the line went");
+}
+
+#[test]
+fn f32_reaching_0_where_the_exact_norm_is_0_too_is_no_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+kind = "precision"
+name = "zero"
+seed = 1
+cells = ["rnn"]
+inits = ["zero"]
+hidden = [6]
+seq_len = [30]
+seeds = [0, 1]
+input_size = 2
+[init.zero]
+recurrent = ["zeros"]
+"#;
+    let (out, _, _) = run_spec_text(dir.path(), "zero", spec);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Holds: rnn zero (0 after 1 steps, where the exact norm is 0 too)"), "{summary}");
+    assert!(!summary.contains("NaN"), "{summary}");
+}

@@ -37,13 +37,31 @@ pub fn log10_of_ln(v: f64) -> f64 {
     v / LN_10
 }
 
-/// `mean ± sd` with `digits` decimals, "—" without values.
+/// `mean ± sd` with `digits` decimals, "—" without values; an infinite mean (a norm exactly 0
+/// somewhere) alone, without a spread.
 pub fn mean_sd_text(v: &[f64], digits: usize) -> String {
     if v.is_empty() {
         return "—".into();
     }
     let (m, sd) = crate::estimate::mean_sd(v);
-    if v.len() == 1 { format!("{m:+.digits$}") } else { format!("{m:+.digits$} ± {sd:.digits$}") }
+    if v.len() == 1 || m.is_infinite() { format!("{m:+.digits$}") } else { format!("{m:+.digits$} ± {sd:.digits$}") }
+}
+
+/// The median of values that may be missing (a horizon or an underflow not reached within T),
+/// a missing one counted as beyond every value: `None` when the median falls among them.
+pub fn censored_median(v: &[Option<f64>]) -> Option<f64> {
+    let m = median_all(&v.iter().map(|x| x.unwrap_or(f64::INFINITY)).collect::<Vec<_>>());
+    (m < f64::INFINITY).then_some(m)
+}
+
+/// [`censored_median`] as text with `digits` decimals, "none" when it falls among the missing,
+/// and how many have a value when some do not: "120 (3 of 5)", "none (2 of 5)".
+pub fn censored_median_text(v: &[Option<f64>], digits: usize) -> String {
+    let m = censored_median(v).map_or("none".to_string(), |m| format!("{m:.digits$}"));
+    match v.iter().filter(|x| x.is_some()).count() {
+        k if k == v.len() || k == 0 => m,
+        k => format!("{m} ({k} of {})", v.len()),
+    }
 }
 
 /// Counts of each distinct value, in first-seen order: "vanishing 5/5", "vanishing 3/5,
@@ -62,6 +80,25 @@ pub fn counts_text<T: PartialEq + std::fmt::Display>(v: &[T]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_sd_text_shows_an_infinite_mean_without_a_nan_spread() {
+        assert_eq!(mean_sd_text(&[f64::NEG_INFINITY, -1.0], 2), "-inf");
+        assert_eq!(mean_sd_text(&[1.0, 3.0], 1), "+2.0 ± 1.4");
+        assert_eq!(mean_sd_text(&[], 1), "—");
+    }
+
+    #[test]
+    fn censored_medians_count_the_missing_as_beyond_every_value_and_say_how_many() {
+        assert_eq!(censored_median_text(&[Some(3.0), Some(1.0), Some(2.0)], 0), "2");
+        assert_eq!(censored_median_text(&[Some(3.0), None, Some(1.0), Some(2.0), None], 0), "3 (3 of 5)");
+        assert_eq!(censored_median_text(&[Some(3.0), None, None], 1), "none (1 of 3)");
+        assert_eq!(censored_median_text(&[None, None], 0), "none");
+        assert_eq!(censored_median(&[Some(1.0), None]), None);
+        assert_eq!(censored_median(&[Some(1.0), Some(4.0), None]), Some(4.0));
+        // −∞ is a value (the log of an exact 0), not a missing one.
+        assert_eq!(censored_median(&[Some(f64::NEG_INFINITY), Some(f64::NEG_INFINITY)]), Some(f64::NEG_INFINITY));
+    }
 
     #[test]
     fn medians_keep_infinities_and_bands_span_the_values() {

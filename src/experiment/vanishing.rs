@@ -5,7 +5,7 @@
 //! from a random Q_0, which for a long enough sequence must agree with the far rate of the
 //! headline quantity (dh for RNN and GRU, dstate for the LSTM).
 
-use super::charts::{counts_text, log10_of_ln, mean_sd_text, median_all, median_band};
+use super::charts::{censored_median_text, counts_text, log10_of_ln, mean_sd_text, median_all, median_band};
 use super::findings::{Claim, Finding};
 use super::grid::{Key, Point, draw, rows_at};
 use super::runner::{Experiment, Products};
@@ -13,7 +13,7 @@ use super::spec::Spec;
 use crate::bptt::forward;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
-use crate::estimate::{CurveSummary, Regime, median, summarize};
+use crate::estimate::{CurveSummary, Regime, summarize};
 use crate::output::plot::Figure as Chart;
 use crate::output::plot::{Dash, Figure, Panel, RefLine, Scale, Series, style};
 use crate::output::read_csv;
@@ -209,8 +209,12 @@ impl Vanishing<'_> {
                             }
                         }
                         let (points, band) = median_band(&by_k, 1.0 / std::f64::consts::LN_10);
-                        let label =
+                        let mut label =
                             if quantities.len() > 1 { format!("{init}: {}", q.name()) } else { init.to_string() };
+                        // A median exactly 0 has no place on a log axis: the legend says where it went.
+                        if let Some(&(k, _)) = points.iter().find(|(_, y)| *y == f64::NEG_INFINITY) {
+                            label += &format!(" (exactly 0 from k = {k})");
+                        }
                         let band = if dash == Dash::Solid { band } else { vec![] };
                         series.push(Series { dash, band, ..Series::line(label, style(i).0, points) });
                     }
@@ -339,7 +343,8 @@ impl Vanishing<'_> {
         let _ = writeln!(
             s,
             "At T = {t}, over {} sequences per row (rates per step, mean ± sd; horizon: median k after which the \
-             norm stays below {:e}; λ₁ after a burn-in of {} steps from a random Q₀):\n",
+             norm stays below {:e}, a sequence that never does counting as beyond T, \"none\" when most never do, \
+             and (k of N) when only k do; λ₁ after a burn-in of {} steps from a random Q₀):\n",
             spec.seeds.len() * spec.batch,
             spec.probes.horizon_threshold,
             spec.probes.lyapunov_burn_in
@@ -354,6 +359,7 @@ impl Vanishing<'_> {
         // (cell, init, mean far rate, is the majority regime vanishing, regime counts) of the
         // headline quantity.
         let mut headlines: Vec<(CellKind, &str, f64, bool, String)> = Vec::new();
+        let mut zeros = Vec::new();
         for &h in &spec.hidden {
             for (cell, init) in spec.pairs() {
                 let at = |k: &Key| k.cell == cell && k.init == init && k.hidden == h && k.seq_len == t;
@@ -371,14 +377,20 @@ impl Vanishing<'_> {
                     }
                     let far: Vec<f64> = rows.iter().filter_map(|r| r.decay_rate).collect();
                     let near: Vec<f64> = rows.iter().filter_map(|r| r.decay_rate_near).collect();
-                    let horizons: Vec<f64> = rows.iter().filter_map(|r| r.horizon.map(|k| k as f64)).collect();
+                    let horizons: Vec<Option<f64>> = rows.iter().map(|r| r.horizon.map(|k| k as f64)).collect();
                     let regimes: Vec<Regime> = rows.iter().map(|r| r.regime).collect();
-                    let horizon = match horizons.len() {
-                        0 => "none".to_string(),
-                        n if n == rows.len() => format!("{}", median(&horizons)),
-                        n => format!("{} ({n}/{} have one)", median(&horizons), rows.len()),
-                    };
+                    let horizon = censored_median_text(&horizons, 0);
                     let end = median_all(&curves.iter().map(|c| log10_of_ln(c.log_norm_end)).collect::<Vec<_>>());
+                    let zero = curves.iter().filter(|c| c.log_norm_end == f64::NEG_INFINITY).count();
+                    if zero > 0 {
+                        zeros.push(format!(
+                            "**Warning**: {cell} {init} H = {h} {q} is exactly 0 at k = T in {zero} of {} sequences: a \
+                             Jacobian on the way is exactly 0 (W_hh = 0, or units or gates saturated to the last \
+                             bit), so its decay rates are undefined (—), its horizon is where it reaches 0, and its \
+                             chart line stops there.",
+                            curves.len()
+                        ));
+                    }
                     ends.insert(q, end);
                     let lyap_text = if q == headline(cell) { mean_sd_text(&lyap, 4) } else { String::new() };
                     let _ = writeln!(
@@ -388,9 +400,10 @@ impl Vanishing<'_> {
                         mean_sd_text(&near, 4),
                         counts_text(&regimes)
                     );
-                    if q == headline(cell) && !far.is_empty() {
+                    // A curve exactly 0 at k = T has no rate; it vanished all the same (rate −∞).
+                    if q == headline(cell) && (!far.is_empty() || zero == curves.len()) {
                         let vanishing = regimes.iter().filter(|&&r| r == Regime::Vanishing).count();
-                        let mean = crate::estimate::mean_sd(&far).0;
+                        let mean = if far.is_empty() { f64::NEG_INFINITY } else { crate::estimate::mean_sd(&far).0 };
                         headlines.push((cell, init, mean, 2 * vanishing > regimes.len(), counts_text(&regimes)));
                     }
                     if q == headline(cell) && !far.is_empty() && !lyap.is_empty() {
@@ -427,7 +440,7 @@ impl Vanishing<'_> {
             );
             findings.push(Finding::new(Claim::LstmRemembers, holds, fails, sentence));
         }
-        let mut notes = Vec::new();
+        let mut notes = zeros;
         let agree = |mf: f64, ml: f64| (ml - mf).abs() <= 0.2 * mf.abs().max(1e-3);
         let good = findings_rate.iter().filter(|r| agree(r.2, r.3)).count();
         let bad: Vec<String> = findings_rate
@@ -448,6 +461,15 @@ impl Vanishing<'_> {
             }
         ));
         for (init, dh, ds) in lstm_gap {
+            if dh == f64::NEG_INFINITY || ds == f64::NEG_INFINITY {
+                if ds > dh {
+                    notes.push(format!(
+                        "LSTM {init}: at k = T, ‖dh‖ is exactly 0 but log10 ‖dstate‖ = {ds:.1}: holding c_s fixed \
+                         loses all the state carries."
+                    ));
+                }
+                continue;
+            }
             notes.push(format!(
                 "LSTM {init}: at k = T, log10 ‖dh‖ = {dh:.1} but log10 ‖dstate‖ = {ds:.1}: holding c_s fixed {} \
                  what the state carries by {:.1} decades.",
