@@ -4,7 +4,7 @@
 //! step for the recurrence, and after the backward loop one GEMM per weight gradient. Buffers
 //! are allocated per layer before the time loop; nothing is allocated inside it.
 
-use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, StepRef};
+use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, RnnRelu, StepRef};
 use crate::linalg::{Op, PackedMatrix, ReusedLeft, gemm};
 use crate::loss::{Targets, loss_and_grad};
 use crate::params::Params;
@@ -167,6 +167,7 @@ pub fn forward_into<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &mu
         CellKind::Rnn => forward_cell::<Rnn, T>(params, inputs, tape),
         CellKind::Lstm => forward_cell::<Lstm, T>(params, inputs, tape),
         CellKind::Gru => forward_cell::<Gru, T>(params, inputs, tape),
+        CellKind::RnnRelu => forward_cell::<RnnRelu, T>(params, inputs, tape),
     }
 }
 
@@ -211,6 +212,7 @@ pub fn backward_into<T: Scalar>(
         CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, grads, None),
         CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, grads, None),
         CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, grads, None),
+        CellKind::RnnRelu => backward_cell::<RnnRelu, T>(params, inputs, tape, dy, grads, None),
     }
 }
 
@@ -244,6 +246,7 @@ pub fn state_gradients<T: Scalar>(
         CellKind::Rnn => backward_cell::<Rnn, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
         CellKind::Lstm => backward_cell::<Lstm, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
         CellKind::Gru => backward_cell::<Gru, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
+        CellKind::RnnRelu => backward_cell::<RnnRelu, T>(params, inputs, tape, dy, &mut grads, Some(&mut record)),
     }
     record
 }
@@ -264,6 +267,7 @@ pub fn step_jacobian<T: Scalar>(params: &Params<T>, tape: &Tape<T>, layer: usize
         CellKind::Rnn => Rnn::jacobian(&step, w),
         CellKind::Lstm => Lstm::jacobian(&step, w),
         CellKind::Gru => Gru::jacobian(&step, w),
+        CellKind::RnnRelu => RnnRelu::jacobian(&step, w),
     }
 }
 

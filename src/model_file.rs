@@ -27,6 +27,16 @@ pub fn read_weights(path: &std::path::Path, prefix: Option<&str>) -> Result<(Ten
     }
 }
 
+/// The report's line on a one-gate-block model read without `--cell`: the weights cannot tell a
+/// tanh RNN from a ReLU one.
+pub fn assumed_line(params_kind: CellKind, flag: Option<CellKind>) -> Option<String> {
+    (params_kind == CellKind::Rnn && flag.is_none()).then(|| {
+        "read as a tanh RNN (nn.RNN's default): the weights cannot tell; pass --cell rnn-relu for \
+         nonlinearity='relu'"
+            .to_string()
+    })
+}
+
 /// The report's line on the tensors `--prefix` skipped, if any.
 pub fn skipped_line(prefix: Option<&str>, skipped: &[String]) -> Option<String> {
     let prefix = prefix?;
@@ -72,16 +82,19 @@ pub fn weights_precision(weights: &TensorFile) -> Dtype {
 
 /// Reads a model; `cell`, if given, must agree with the file.
 pub fn load_params<T: Scalar>(weights: &TensorFile, cell: Option<CellKind>) -> Result<Params<T>> {
-    let kind = detect_cell(weights)?;
+    let detected = detect_cell(weights)?;
+    // The tanh and ReLU RNNs share one layout: the flag tells them apart.
+    let kind = cell.filter(|flag| flag.gates() == detected.gates()).unwrap_or(detected);
     if let Some(flag) = cell
         && flag != kind
     {
         let shape = weights.shape("weight_hh_l0").unwrap_or_default();
         return Err(Error::Usage(format!(
-            "--cell {flag} contradicts {}: weight_hh_l0 has shape {shape:?}, {} gate block(s) of H = {}, so the cell is {kind}",
+            "--cell {flag} contradicts {}: weight_hh_l0 has shape {shape:?}, {} gate block(s) of H = {}, so the cell is {}",
             weights.path().display(),
             kind.gates(),
-            shape[1]
+            shape[1],
+            if kind.gates() == 1 { "rnn or rnn-relu" } else { kind.name() }
         )));
     }
     let expected_names = "weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, head.weight, head.bias";

@@ -444,3 +444,19 @@ fn cli_definition_is_consistent() {
     use clap::CommandFactory;
     gradlab::cli::Cli::command().debug_assert();
 }
+
+#[test]
+fn a_relu_rnn_is_chosen_by_flag_and_a_tanh_reading_is_said() {
+    const RNN: &str = "rnn_h3_i5_t2_b3_ce_gauss";
+    let (tanh, report) = grads_of(RNN, no_edit, &[]);
+    assert!(report.contains("read as a tanh RNN") && report.contains("--cell rnn-relu"), "{report}");
+    let (relu, report) = grads_of(RNN, no_edit, &["--cell", "rnn-relu"]);
+    assert!(!report.contains("read as a tanh RNN") && report.starts_with("rnn-relu"), "{report}");
+    assert_ne!(tanh, relu, "the nonlinearity changes the gradients");
+    // The flag must still fit the layout.
+    assert_rejected(
+        grad_with(LSTM, no_edit, no_edit, &["--cell", "rnn-relu"]),
+        &["--cell rnn-relu contradicts", "so the cell is lstm"],
+    );
+    assert_rejected(grad_with(RNN, no_edit, no_edit, &["--cell", "gru"]), &["so the cell is rnn or rnn-relu"]);
+}

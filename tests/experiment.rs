@@ -432,3 +432,43 @@ recurrent = ["zeros"]
     assert!(summary.contains("Holds: rnn zero (0 after 1 steps, where the exact norm is 0 too)"), "{summary}");
     assert!(!summary.contains("NaN"), "{summary}");
 }
+
+#[test]
+fn the_irnn_keeps_its_gradient_where_the_default_relu_rnn_loses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+kind = "vanishing"
+name = "irnn"
+seed = 3
+cells = ["rnn-relu"]
+inits = ["pytorch", "irnn"]
+hidden = [16]
+seq_len = [120]
+seeds = [0, 1, 2]
+input_size = 4
+[probes]
+quantities = ["dh"]
+lyapunov = 0
+[init.pytorch]
+[init.irnn]
+recurrent = ["identity(1.0)"]
+input = ["gaussian(0.5)"]
+bias = ["constant(0.5)"]
+"#;
+    let (_, h, rows) = run_spec_text(dir.path(), "irnn", spec);
+    let (cell, init, rate, regime) = (
+        column(&h, &rows, "cell"),
+        column(&h, &rows, "init"),
+        column(&h, &rows, "decay_rate"),
+        column(&h, &rows, "regime"),
+    );
+    assert!(cell.iter().all(|c| *c == "rnn-relu"));
+    for i in 0..rows.len() {
+        let r: f64 = rate[i].parse().unwrap_or_else(|_| panic!("row {i} has no rate: {:?}", rows[i]));
+        match init[i] {
+            // W_hh = I with every unit kept alive by its bias: J_t = I, no decay at all.
+            "irnn" => assert!(r.abs() < 1e-3 && regime[i] == "neutral", "{:?}", rows[i]),
+            _ => assert!(r < -0.1 && regime[i] == "vanishing", "{:?}", rows[i]),
+        }
+    }
+}

@@ -9,7 +9,7 @@ mod rnn;
 
 pub use gru::Gru;
 pub use lstm::Lstm;
-pub use rnn::Rnn;
+pub use rnn::{Rnn, RnnRelu};
 
 use crate::scalar::Scalar;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
@@ -24,11 +24,16 @@ pub enum CellKind {
     Lstm,
     /// GRU, gate order r, z, n.
     Gru,
+    /// Elman RNN with ReLU, h_t = max(0, W_ih x_t + b_ih + W_hh h_{t-1} + b_hh): PyTorch's
+    /// `nn.RNN(nonlinearity='relu')`, the same weights' layout as `rnn`.
+    #[serde(rename = "rnn-relu")]
+    RnnRelu,
 }
 
 impl CellKind {
-    /// All cells, in a fixed order.
-    pub const ALL: [CellKind; 3] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru];
+    /// All cells, in a fixed order (the tanh RNN before the ReLU one: a weights file with one
+    /// gate block is read as tanh unless told otherwise).
+    pub const ALL: [CellKind; 4] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru, CellKind::RnnRelu];
 
     /// Gate blocks G stacked in `weight_ih`/`weight_hh` (rows = G·H).
     pub fn gates(self) -> usize {
@@ -36,6 +41,7 @@ impl CellKind {
             CellKind::Rnn => Rnn::GATES,
             CellKind::Lstm => Lstm::GATES,
             CellKind::Gru => Gru::GATES,
+            CellKind::RnnRelu => RnnRelu::GATES,
         }
     }
 
@@ -45,10 +51,11 @@ impl CellKind {
             CellKind::Rnn => Rnn::HAS_C,
             CellKind::Lstm => Lstm::HAS_C,
             CellKind::Gru => Gru::HAS_C,
+            CellKind::RnnRelu => RnnRelu::HAS_C,
         }
     }
 
-    /// The cell with `gates` gate blocks, if any.
+    /// The cell with `gates` gate blocks, if any (the tanh RNN for one).
     pub fn from_gates(gates: usize) -> Option<CellKind> {
         CellKind::ALL.into_iter().find(|k| k.gates() == gates)
     }
@@ -59,6 +66,7 @@ impl CellKind {
             CellKind::Rnn => "rnn",
             CellKind::Lstm => "lstm",
             CellKind::Gru => "gru",
+            CellKind::RnnRelu => "rnn-relu",
         }
     }
 }

@@ -4,7 +4,8 @@ use crate::bptt::gradients;
 use crate::cli::{GradArgs, Precision};
 use crate::error::{Error, Result};
 use crate::model_file::{
-    gradient_tensors, load_inputs, load_params, read_weights, require_targets, skipped_line, weights_precision,
+    assumed_line, detect_cell, gradient_tensors, load_inputs, load_params, read_weights, require_targets, skipped_line,
+    weights_precision,
 };
 use crate::scalar::Scalar;
 use crate::tensors::{TensorFile, check_writable, to_safetensors_bytes, write_atomic};
@@ -18,6 +19,7 @@ pub fn run(args: &GradArgs) -> Result<String> {
     check_writable(&args.out, args.force)?;
     let prefix = args.model.prefix.as_deref();
     let (weights, skipped) = read_weights(&args.model.weights, prefix)?;
+    let detected = detect_cell(&weights)?;
     let precision = args.precision.unwrap_or(match weights_precision(&weights) {
         Dtype::F64 => Precision::F64,
         _ => Precision::F32,
@@ -26,9 +28,9 @@ pub fn run(args: &GradArgs) -> Result<String> {
         Precision::F64 => run_typed::<f64>(args, &weights),
         Precision::F32 => run_typed::<f32>(args, &weights),
     }
-    .map(|r| match skipped_line(prefix, &skipped) {
-        Some(line) => format!("{line}\n{r}"),
-        None => r,
+    .map(|r| {
+        let notes = [skipped_line(prefix, &skipped), assumed_line(detected, args.model.cell)];
+        notes.into_iter().flatten().chain(std::iter::once(r)).collect::<Vec<_>>().join("\n")
     })
 }
 

@@ -7,7 +7,7 @@ use crate::cli::ProbeArgs;
 use crate::error::{Error, Result};
 use crate::estimate::{CurveSummary, summarize};
 use crate::loss::{Targets, loss_and_grad};
-use crate::model_file::{load_inputs, load_params, load_targets, read_weights, skipped_line};
+use crate::model_file::{assumed_line, load_inputs, load_params, load_targets, read_weights, skipped_line};
 use crate::output::write_csv;
 use crate::params::Params;
 use crate::probe::{
@@ -90,10 +90,8 @@ pub fn run(args: &ProbeArgs) -> Result<String> {
     }
     write_csv(&args.out.join("lyapunov.csv"), &lyap, args.force)?;
     let report = report(&params, &tape, &summary, &lyap, &files, args);
-    Ok(match skipped_line(args.model.prefix.as_deref(), &skipped) {
-        Some(line) => format!("{line}\n{report}"),
-        None => report,
-    })
+    let notes = [skipped_line(args.model.prefix.as_deref(), &skipped), assumed_line(params.kind(), args.model.cell)];
+    Ok(notes.into_iter().flatten().chain(std::iter::once(report)).collect::<Vec<_>>().join("\n"))
 }
 
 /// The estimators of every (layer, sequence, quantity) curve of `flow`.

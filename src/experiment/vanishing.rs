@@ -384,10 +384,10 @@ impl Vanishing<'_> {
                     let zero = curves.iter().filter(|c| c.log_norm_end == f64::NEG_INFINITY).count();
                     if zero > 0 {
                         zeros.push(format!(
-                            "**Warning**: {cell} {init} H = {h} {q} is exactly 0 at k = T in {zero} of {} sequences: a \
-                             Jacobian on the way is exactly 0 (W_hh = 0, or units or gates saturated to the last \
-                             bit), so its decay rates are undefined (—), its horizon is where it reaches 0, and its \
-                             chart line stops there.",
+                            "**Warning**: {cell} {init} H = {h} {q} is exactly 0 at k = T in {zero} of {} sequences: the \
+                             product of Jacobians is exactly 0 (W_hh = 0; units or gates saturated to the last bit; \
+                             or ReLU units each dead at some step, which zeroes their rows), so its decay rates are \
+                             undefined (—), its horizon is where it reaches 0, and its chart line stops there.",
                             curves.len()
                         ));
                     }

@@ -213,7 +213,7 @@ pub fn jacobian_flow<T: Scalar>(
         let n = tape.state_size();
         let (mut p, mut log_scale, mut next) = (DMatrix::identity(n, n), 0.0, DMatrix::zeros(n, n));
         let w_hh = match tape.kind {
-            CellKind::Rnn => params.layers()[layer].weight_hh.map(|v| v.as_f64()),
+            CellKind::Rnn | CellKind::RnnRelu => params.layers()[layer].weight_hh.map(|v| v.as_f64()),
             _ => DMatrix::zeros(0, 0),
         };
         let mut packed = PackedMatrix::default();
@@ -264,7 +264,8 @@ impl<'a, T: Scalar> Stepper<'a, T> {
     ) -> Self {
         let n = tape.state_size();
         let stacked = if tape.kind == CellKind::Lstm { DMatrix::zeros(n, tape.hidden) } else { DMatrix::zeros(0, 0) };
-        let w_hh_t = (tape.kind == CellKind::Rnn).then(|| ReusedLeft::new(w_hh.as_view(), Op::T, n, buf));
+        let elman = matches!(tape.kind, CellKind::Rnn | CellKind::RnnRelu);
+        let w_hh_t = elman.then(|| ReusedLeft::new(w_hh.as_view(), Op::T, n, buf));
         Stepper { params, tape, layer, batch, work: DMatrix::zeros(n, n), stacked, w_hh_t }
     }
 
@@ -278,7 +279,7 @@ impl<'a, T: Scalar> Stepper<'a, T> {
         let work = &mut self.work;
         match (tape.kind, &self.w_hh_t) {
             (CellKind::Lstm, _) => lstm_left_mul(alpha, m, &step, w_hh, (work, &mut self.stacked), next),
-            (CellKind::Rnn, Some(w_hh_t)) => {
+            (CellKind::Rnn | CellKind::RnnRelu, Some(w_hh_t)) => {
                 let d = step.block(0);
                 for (out, col) in work.as_mut_slice().chunks_exact_mut(n).zip(m.as_slice().chunks_exact(n)) {
                     out.iter_mut().zip(col).zip(d).for_each(|((o, &x), &di)| *o = (alpha * di.as_f64()) * x);
