@@ -143,3 +143,35 @@ fn a_run_that_needs_more_memory_than_the_machine_has_is_refused_before_it_starts
     assert!(stderr.contains("`seq_len`") && stderr.contains("`seeds`"), "names the keys: {stderr}");
     assert!(!out.exists(), "refused before anything is written");
 }
+
+#[test]
+fn a_long_run_says_how_long_before_it_starts() {
+    use std::io::Read;
+    let seeds: Vec<String> = (0..200).map(|s| s.to_string()).collect();
+    let spec_text = ROWS.replace("seeds = [0, 1]", &format!("seeds = [{}]", seeds.join(", ")));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("long.toml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradlab"))
+        .args(["experiment", "run", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The announcement comes before the first point; read until it is complete, then stop the run.
+    let mut stderr = child.stderr.take().unwrap();
+    let (mut text, mut buf) = (String::new(), [0u8; 256]);
+    let start = Instant::now();
+    while !text.contains("keeps the finished points") && start.elapsed() < Duration::from_secs(60) {
+        let n = stderr.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        text += &String::from_utf8_lossy(&buf[..n]);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(text.starts_with("rows: 200 grid points, about "), "{text}");
+    assert!(text.contains(" on 1 thread(s) by a quick calibration (--dry-run for more)"), "{text}");
+}

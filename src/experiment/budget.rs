@@ -97,7 +97,7 @@ pub fn human_bytes(b: f64) -> String {
     }
 }
 
-fn human_seconds(s: f64) -> String {
+pub fn human_seconds(s: f64) -> String {
     match s {
         s if s < 60.0 => format!("{s:.1} s"),
         s if s < 3600.0 => format!("{:.1} min", s / 60.0),
@@ -235,17 +235,19 @@ impl Calibration {
     }
 }
 
-/// Refuses a run whose peak memory, calibrated on short points of each (cell, width), exceeds
-/// what the machine has available, naming both numbers and the keys that size it. Without the
-/// counting allocator (the library outside the binary) there is nothing to calibrate on and
-/// every run is let through.
-pub fn check_memory(spec: &Spec, threads: usize, sample: &mut Sampler<'_>) -> Result<()> {
-    if !heap::installed() {
-        return Ok(());
-    }
+/// What every run does before it starts: a quick calibration (one sample per (cell, width) at
+/// each calibration length), refusing the run when its peak memory exceeds what the machine has
+/// available (naming both numbers and the keys that size it), and returning its estimated
+/// seconds on `threads`. Without the counting allocator (the library outside the binary) memory
+/// is not measured and not checked.
+pub fn preflight(spec: &Spec, threads: usize, sample: &mut Sampler<'_>) -> Result<f64> {
     let points = expand(spec);
-    let memory = Calibration::run(spec, &points, false, sample)?.memory(&points, threads);
-    if memory.exceeds_available() { Err(memory_error(spec, &memory, threads)) } else { Ok(()) }
+    let calibration = Calibration::run(spec, &points, false, sample)?;
+    let memory = calibration.memory(&points, threads);
+    if heap::installed() && memory.exceeds_available() {
+        return Err(memory_error(spec, &memory, threads));
+    }
+    Ok(makespan(&points.iter().map(|p| calibration.cost(p).0).collect::<Vec<_>>(), threads))
 }
 
 /// The one-line refusal of a run that does not fit in memory.

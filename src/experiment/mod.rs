@@ -200,14 +200,28 @@ pub fn merge(dirs: &[PathBuf], opts: &RunOptions) -> Result<String> {
     dispatch(&spec, Merge(dirs, opts))
 }
 
+/// Runs longer than this (estimated) say so before they start.
+const LONG_RUN_SECONDS: f64 = 60.0;
+
 /// Runs `spec` with its kind's experiment (with `opts.dry_run`, estimates it); returns the
-/// report to print.
+/// report to print. A run is estimated first: refused if it does not fit in memory, announced on
+/// stderr if it will take more than a minute.
 pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
     if opts.dry_run {
         return dry_run(spec, opts);
     }
     let one = one_thread()?;
-    budget::check_memory(spec, runner::rayon_threads(opts.threads), &mut |cal| sample_point(&one, cal))?;
+    let threads = runner::rayon_threads(opts.threads);
+    let seconds = budget::preflight(spec, threads, &mut |cal| sample_point(&one, cal))?;
+    if seconds > LONG_RUN_SECONDS {
+        eprintln!(
+            "{}: {} grid points, about {} on {threads} thread(s) by a quick calibration (--dry-run for more); \
+             Ctrl-C stops and keeps the finished points",
+            spec.name,
+            grid::expand(spec).len(),
+            budget::human_seconds(seconds)
+        );
+    }
     struct Run<'a>(&'a RunOptions);
     impl WithExperiment for Run<'_> {
         type Output = String;
