@@ -195,7 +195,7 @@ fn list_shows_the_built_in_experiments() {
     for (name, _) in gradlab::experiment::BUILT_IN {
         assert!(s.contains(&format!("  {name} ")), "{name} is not listed: {s}");
     }
-    assert!(s.contains("180 grid points"), "{s}");
+    assert!(s.contains("220 grid points"), "{s}");
 }
 
 #[test]

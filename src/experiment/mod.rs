@@ -45,7 +45,7 @@ impl Kind {
     /// The question the experiment asks, for the report.
     pub fn question(self) -> &'static str {
         match self {
-            Kind::Vanishing => "How far back does the gradient reach in a tanh RNN, an LSTM and a GRU?",
+            Kind::Vanishing => "How far back does the gradient reach in a tanh or ReLU RNN, an LSTM and a GRU?",
             Kind::Gates => "Does the forget gate dominate the LSTM's dc_t/dc_(t-1), and where does it not?",
             Kind::Memory => "Is the LSTM's dc_T/dc_s the product of its forget gates?",
             Kind::EdgeOfChaos => "Does a wide random tanh RNN decay at the mean-field rate ½ ln χ?",
