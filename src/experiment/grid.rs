@@ -130,8 +130,9 @@ mod tests {
         let spec = Spec::built_in("vanishing").unwrap();
         let points = expand(&spec);
         let per = spec.hidden.len() * spec.seq_len.len() * spec.seeds.len();
-        // rnn: pytorch, small, orthogonal, large; lstm: pytorch, forget1, chrono; gru: pytorch, orthogonal.
-        assert_eq!(points.len(), 9 * per);
+        // rnn: pytorch, small, orthogonal, large; rnn-relu: pytorch, irnn; lstm: pytorch, forget1,
+        // chrono; gru: pytorch, orthogonal.
+        assert_eq!(points.len(), 11 * per);
         assert!(points.iter().enumerate().all(|(i, p)| p.index == i));
         assert!(points.iter().all(|p| spec.inits[p.init].applies_to(p.cell)));
     }
