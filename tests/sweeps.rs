@@ -254,7 +254,8 @@ fn an_unwritable_output_is_found_before_any_compute() {
     let o = gradlab(&run_args(&spec, &file.join("out"), &[]));
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("a-file/out/partial") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("a-file/out: cannot be an output folder") && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("grid points, about"), "no estimate before the folder is known usable: {err}");
     assert!(start.elapsed() < Duration::from_secs(20), "the check came after the sweep");
 }
 

@@ -204,12 +204,24 @@ pub fn merge(dirs: &[PathBuf], opts: &RunOptions) -> Result<String> {
 const LONG_RUN_SECONDS: f64 = 60.0;
 
 /// Runs `spec` with its kind's experiment (with `opts.dry_run`, estimates it); returns the
-/// report to print. A run is estimated first: refused if it does not fit in memory, announced on
-/// stderr if it will take more than a minute.
+/// report to print. Once its folder is found usable, a run is estimated: refused if it does not
+/// fit in memory, announced on stderr if it will take more than a minute.
 pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
     if opts.dry_run {
         return dry_run(spec, opts);
     }
+    struct Run<'a>(&'a RunOptions);
+    impl WithExperiment for Run<'_> {
+        type Output = String;
+        fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<String> {
+            runner::run(exp, spec, self.0, || preflight(spec, self.0))
+        }
+    }
+    dispatch(spec, Run(opts))
+}
+
+/// The estimate every run makes before it measures anything (`budget::preflight`).
+fn preflight(spec: &Spec, opts: &RunOptions) -> Result<()> {
     let one = one_thread()?;
     let threads = runner::rayon_threads(opts.threads);
     let seconds = budget::preflight(spec, threads, &mut |cal| sample_point(&one, cal))?;
@@ -222,12 +234,5 @@ pub fn run(spec: &Spec, opts: &RunOptions) -> Result<String> {
             budget::human_seconds(seconds)
         );
     }
-    struct Run<'a>(&'a RunOptions);
-    impl WithExperiment for Run<'_> {
-        type Output = String;
-        fn with<E: runner::Experiment>(self, exp: &E, spec: &Spec) -> Result<String> {
-            runner::run(exp, spec, self.0)
-        }
-    }
-    dispatch(spec, Run(opts))
+    Ok(())
 }

@@ -238,13 +238,21 @@ fn check_outputs(dir: &Path, files: &[String], spec: &Spec, force: bool) -> Resu
 }
 
 /// Runs `exp` over the grid of `spec` (or one shard of it); returns the report to print.
+/// `preflight` runs once the output folder is known usable and before anything is written.
 ///
 /// Every finished point is stored at once ([`Store`]); points already stored by an interrupted
 /// run or another shard are not measured again. Once all are there, the outputs are assembled
 /// from them and moved into the folder, and the store is removed.
-pub fn run<E: Experiment>(exp: &E, spec: &Spec, opts: &RunOptions) -> Result<String> {
+pub fn run<E: Experiment>(
+    exp: &E,
+    spec: &Spec,
+    opts: &RunOptions,
+    preflight: impl FnOnce() -> Result<()>,
+) -> Result<String> {
     let dir = opts.out.clone().unwrap_or_else(|| spec.out.clone());
     check_outputs(&dir, &output_files(exp), spec, opts.force)?;
+    store::check_writable(&dir)?;
+    preflight()?;
     let store = Store::open(&dir, spec, opts.force)?;
     let points = expand(spec);
     let mine = match opts.shard {

@@ -139,6 +139,31 @@ impl Store {
     }
 }
 
+/// Checks, leaving no trace, that the folder `out` can be made and written: its nearest existing
+/// ancestor must be a folder that takes a (temporary, removed) file.
+pub fn check_writable(out: &Path) -> Result<()> {
+    let mut at = out;
+    let existing = loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => break at,
+            Ok(_) => {
+                return Err(Error::Usage(format!(
+                    "{}: cannot be an output folder, {} is a file",
+                    out.display(),
+                    at.display()
+                )));
+            }
+            Err(_) => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => break Path::new("."),
+            },
+        }
+    };
+    tempfile::NamedTempFile::new_in(existing).map(drop).map_err(|e| {
+        Error::Usage(format!("{}: cannot be written ({e}), so {} cannot be made", existing.display(), out.display()))
+    })
+}
+
 /// Writes `bytes` to `path` via `<path>.tmp.<pid>` (one per process, so shards sharing a folder
 /// never write the same temporary file; truncated if a killed run left one), synced before
 /// the rename, so `path` is either absent or complete.
@@ -156,6 +181,17 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writability_is_checked_without_a_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        check_writable(&deep).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let e = check_writable(&dir.path().join("f/out")).unwrap_err().to_string();
+        assert!(e.contains("is a file"), "{e}");
+    }
 
     fn spec() -> Spec {
         Spec::built_in("gates").unwrap()
