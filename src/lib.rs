@@ -30,5 +30,6 @@ pub mod probe;
 pub mod report;
 pub mod scalar;
 pub mod tensors;
+pub mod train;
 
 pub use error::{Error, Result};
