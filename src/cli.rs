@@ -26,6 +26,59 @@ pub enum Command {
     Report(ReportArgs),
     /// Redraw an experiment's charts from the CSVs in its folder, without recomputing.
     Plot(PlotArgs),
+    /// Train one model on a long-memory task (copy or adding) with Adam; log and save it.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The task (THEORY.md §9).
+    #[arg(long, value_enum)]
+    pub task: crate::train::tasks::TaskKind,
+    /// The lag L: copy runs T = L + 20 steps, adding T = L.
+    #[arg(long, value_name = "L")]
+    pub lag: usize,
+    #[arg(long, value_enum)]
+    pub cell: CellKind,
+    /// Initialisation, comma-separated GROUP=SCHEME (groups recurrent, input, bias, gate_bias;
+    /// schemes as in experiment specs), e.g. recurrent=orthogonal(1.0),bias=zeros; the groups not
+    /// named get PyTorch's default.
+    #[arg(long, value_name = "GROUP=SCHEME,...", default_value = "")]
+    pub init: String,
+    #[arg(long, value_name = "H")]
+    pub hidden: usize,
+    /// Adam updates.
+    #[arg(long, value_name = "N")]
+    pub steps: usize,
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub batch: usize,
+    /// Adam's learning rate (β₁ = 0.9, β₂ = 0.999, ε = 1e-8 as PyTorch's default).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Clip the gradient's global 2-norm to this (as torch.nn.utils.clip_grad_norm_).
+    #[arg(long, value_name = "C")]
+    pub clip: Option<f64>,
+    /// Arithmetic precision of the training.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Seed of the model, the batches and the held-out sequence.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Updates between horizon probes (default: a tenth of the updates).
+    #[arg(long, value_name = "K")]
+    pub probe_every: Option<usize>,
+    /// Horizon threshold on the norm.
+    #[arg(long, value_name = "EPS", default_value_t = 1e-3)]
+    pub threshold: f64,
+    /// Save the trained model (PyTorch layout plus head.weight, head.bias).
+    #[arg(long, value_name = "W.safetensors")]
+    pub save: Option<PathBuf>,
+    /// Write the per-update log (step, loss, grad_norm, clipped, horizon, probed).
+    #[arg(long, value_name = "train.csv")]
+    pub log: Option<PathBuf>,
+    /// Overwrite --save and --log files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Experiment(args) => gradlab::cmd::experiment::run(args),
         Command::Report(args) => gradlab::cmd::report::run(args),
         Command::Plot(args) => gradlab::cmd::plot::run(args),
+        Command::Train(args) => gradlab::cmd::train::run(args),
     };
     match result {
         Ok(report) => {

@@ -6,3 +6,4 @@ pub mod grad;
 pub mod plot;
 pub mod probe;
 pub mod report;
+pub mod train;

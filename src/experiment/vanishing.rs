@@ -63,11 +63,6 @@ pub struct Measured {
     lyapunov: Vec<(Key, LyapunovRow)>,
 }
 
-/// The quantity a cell's headline numbers and charts use: the full state map.
-pub fn headline(cell: CellKind) -> Quantity {
-    if cell == CellKind::Lstm { Quantity::Dstate } else { Quantity::Dh }
-}
-
 pub struct Vanishing<'a> {
     spec: &'a Spec,
 }
@@ -289,7 +284,7 @@ impl Vanishing<'_> {
         let mut panels = Vec::new();
         for &h in &spec.hidden {
             for &cell in &spec.cells {
-                let q = headline(cell);
+                let q = Quantity::headline(cell);
                 let series = spec
                     .pairs()
                     .into_iter()
@@ -392,7 +387,7 @@ impl Vanishing<'_> {
                         ));
                     }
                     ends.insert(q, end);
-                    let lyap_text = if q == headline(cell) { mean_sd_text(&lyap, 4) } else { String::new() };
+                    let lyap_text = if q == Quantity::headline(cell) { mean_sd_text(&lyap, 4) } else { String::new() };
                     let _ = writeln!(
                         s,
                         "| {cell} | {init} | {h} | {q} | {} | {} | {horizon} | {} | {end:.1} | {lyap_text} |",
@@ -401,12 +396,12 @@ impl Vanishing<'_> {
                         counts_text(&regimes)
                     );
                     // A curve exactly 0 at k = T has no rate; it vanished all the same (rate −∞).
-                    if q == headline(cell) && (!far.is_empty() || zero == curves.len()) {
+                    if q == Quantity::headline(cell) && (!far.is_empty() || zero == curves.len()) {
                         let vanishing = regimes.iter().filter(|&&r| r == Regime::Vanishing).count();
                         let mean = if far.is_empty() { f64::NEG_INFINITY } else { crate::estimate::mean_sd(&far).0 };
                         headlines.push((cell, init, mean, 2 * vanishing > regimes.len(), counts_text(&regimes)));
                     }
-                    if q == headline(cell) && !far.is_empty() && !lyap.is_empty() {
+                    if q == Quantity::headline(cell) && !far.is_empty() && !lyap.is_empty() {
                         let (mf, ml) = (crate::estimate::mean_sd(&far).0, crate::estimate::mean_sd(&lyap).0);
                         findings_rate.push((cell, init, mf, ml));
                     }

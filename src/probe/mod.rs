@@ -83,6 +83,11 @@ impl Quantity {
     /// The Jacobian-product quantities, in row order.
     pub const PRODUCTS: [Quantity; 4] = [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal];
 
+    /// The quantity a cell's headline numbers use: its full state map (the LSTM's (h, c)).
+    pub fn headline(cell: CellKind) -> Quantity {
+        if cell == CellKind::Lstm { Quantity::Dstate } else { Quantity::Dh }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Quantity::Dh => "dh",

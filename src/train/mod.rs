@@ -3,3 +3,4 @@
 
 pub mod optim;
 pub mod tasks;
+pub mod trainer;

@@ -27,6 +27,15 @@ pub enum TaskKind {
     Adding,
 }
 
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Copy => "copy",
+            TaskKind::Adding => "adding",
+        }
+    }
+}
+
 /// The copy task's alphabet: blank, 8 symbols, delimiter.
 const COPY_CLASSES: usize = 10;
 const COPY_SYMBOLS: usize = 10;
