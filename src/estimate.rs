@@ -159,6 +159,38 @@ mod tests {
         a.is_some_and(|a| (a - b).abs() <= tol)
     }
 
+    #[test]
+    fn a_curve_without_finite_far_values_takes_its_regime_from_its_end() {
+        let curve = |end: f64| {
+            let mut c = vec![0.0, -1.0];
+            c.extend(std::iter::repeat_n(end, 9));
+            c
+        };
+        let regime = |end| summarize(&curve(end), 1e-3).regime;
+        assert_eq!(regime(f64::NEG_INFINITY), Regime::Vanishing, "underflowed to exactly 0");
+        assert_eq!(regime(f64::INFINITY), Regime::Exploding, "overflowed");
+        assert_eq!(regime(f64::NAN), Regime::Neutral, "nothing known");
+        assert_eq!(summarize(&curve(f64::NEG_INFINITY), 1e-3).decay_rate, None);
+    }
+
+    /// The far range of T = 101 is k = 50..=101, four blocks of 13 steps; a curve linear within
+    /// each block with slopes s_b has block slopes s_b exactly, so its standard error is
+    /// sd(s_0..s_3)/2.
+    #[test]
+    fn the_rate_standard_error_is_the_spread_of_the_four_block_slopes() {
+        let slopes = [-0.1, -0.2, -0.3, -0.4];
+        let curve: Vec<f64> = (0..=101usize)
+            .map(|k| {
+                let b = if k < 50 { 0 } else { ((k - 50) / 13).min(3) };
+                3.0 * b as f64 + slopes[b] * k as f64
+            })
+            .collect();
+        let s = summarize(&curve, 1e-3);
+        let expected = mean_sd(&slopes).1 / 2.0;
+        assert!(close(s.decay_rate_se, expected, 1e-12), "{:?} vs {expected}", s.decay_rate_se);
+        assert!((expected - (0.05f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);
+    }
+
     /// ln‖·‖ = −1·k for k ≤ 20, then −0.01 per step: a kinked curve like a chrono LSTM's.
     fn kinked(t: usize) -> Vec<f64> {
         (0..=t).map(|k| if k <= 20 { -(k as f64) } else { -20.0 - 0.01 * (k - 20) as f64 }).collect()
@@ -234,10 +266,18 @@ mod tests {
 
     #[test]
     fn median_and_mean_sd_of_known_values() {
+        // Lengths 3 to 6: n / 2 and n % 2 agree at 3, so 5 and 6 tell them apart.
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, f64::NAN, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[5.0, 4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert_eq!(median(&[6.0, 5.0, 4.0, 1.0, 3.0, 2.0]), 3.5);
+        assert_eq!(median(&[5.0, f64::NEG_INFINITY, 1.0]), 3.0, "non-finite values are left out");
         assert!(median(&[f64::NAN]).is_nan());
+        // n − 1 = 1 at n = 2, so the sample sd is checked at n = 4 too.
         assert_eq!(mean_sd(&[2.0, 4.0]), (3.0, 2f64.sqrt()));
+        let (m, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-15, "sample sd: {sd}");
         assert_eq!(mean_sd(&[5.0]), (5.0, 0.0));
     }
 }
