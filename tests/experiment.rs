@@ -395,6 +395,10 @@ recurrent = ["zeros"]
         assert!(summary.contains(&format!("**Warning**: {q} is exactly 0 at k = T in 2 of 2 sequences")), "{summary}");
     }
     assert!(!summary.contains("NaN"), "no NaN in the summary: {summary}");
+    assert!(
+        summary.contains("| rnn | zero | 6 | dh | — | — | 1 | vanishing 2/2 | -inf |"),
+        "the row names its regime: {summary}"
+    );
     // The zero RNN vanished (rate −∞) and is listed where the claim holds, not dropped.
     assert!(summary.contains("Holds: zero (-inf/step)"), "{summary}");
     // Its rows: ln‖·‖ = −inf at k = T, no rates, horizon 1.
