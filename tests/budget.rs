@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The tests here time runs: they take turns, so that one's processes do not slow another's.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn gradlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gradlab")).args(args).output().unwrap()
 }
@@ -68,6 +71,7 @@ fn within_2x(what: &str, estimate: f64, measured: f64) {
 
 #[test]
 fn dry_run_estimates_time_and_memory_within_2x_on_two_specs() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [("compute", COMPUTE), ("rows", ROWS)] {
         let spec = dir.path().join(format!("{name}.toml"));
@@ -90,6 +94,16 @@ fn dry_run_estimates_time_and_memory_within_2x_on_two_specs() {
     }
 }
 
+/// `gradlab experiment run SPEC --out OUT --threads 1`, started with its stderr piped.
+fn spawn_run(spec: &Path, out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gradlab"))
+        .args(["experiment", "run", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// MemAvailable in bytes, where /proc tells.
 fn available() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -99,6 +113,7 @@ fn available() -> Option<f64> {
 
 #[test]
 fn a_run_that_needs_more_memory_than_the_machine_has_is_refused_before_it_starts() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let Some(available) = available() else {
         panic!("this test needs /proc/meminfo (Linux), where the memory check runs");
     };
@@ -121,12 +136,7 @@ fn a_run_that_needs_more_memory_than_the_machine_has_is_refused_before_it_starts
     std::fs::write(&spec, one_seed.replace("seeds = [0]", &format!("seeds = [{}]", list.join(", ")))).unwrap();
     let out = dir.path().join("out");
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gradlab"))
-        .args(["experiment", "run", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&spec, &out);
     // A run that was not refused would take hours: stop it and fail.
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(120) {
@@ -146,6 +156,7 @@ fn a_run_that_needs_more_memory_than_the_machine_has_is_refused_before_it_starts
 
 #[test]
 fn a_long_run_says_how_long_before_it_starts() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     use std::io::Read;
     let seeds: Vec<String> = (0..200).map(|s| s.to_string()).collect();
     let spec_text = ROWS.replace("seeds = [0, 1]", &format!("seeds = [{}]", seeds.join(", ")));
@@ -153,12 +164,7 @@ fn a_long_run_says_how_long_before_it_starts() {
     let spec = dir.path().join("long.toml");
     std::fs::write(&spec, spec_text).unwrap();
     let out = dir.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gradlab"))
-        .args(["experiment", "run", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&spec, &out);
     // The announcement comes before the first point; read until it is complete, then stop the run.
     let mut stderr = child.stderr.take().unwrap();
     let (mut text, mut buf) = (String::new(), [0u8; 256]);
