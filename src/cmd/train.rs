@@ -112,8 +112,8 @@ pub fn run(args: &TrainArgs) -> Result<String> {
         bar.inc(1);
     };
     let (run, name) = match args.precision {
-        Precision::F32 => (train::<f32>(&config, on_row)?, f32::NAME),
-        Precision::F64 => (train::<f64>(&config, on_row)?, f64::NAME),
+        Precision::F32 => (train::<f32>(&config, on_row), f32::NAME),
+        Precision::F64 => (train::<f64>(&config, on_row), f64::NAME),
     };
     bar.finish_and_clear();
     if let Some(path) = &args.save {
@@ -154,9 +154,9 @@ fn report(config: &TrainConfig, run: &Trained, precision: &str, args: &TrainArgs
         s,
         "loss {:.4} → {:.4} against the baseline {:.4}: {} (solved means below {SOLVED_FRACTION} of it); clipped {clipped} of {} updates",
         run.log[0].loss,
-        run.final_loss,
+        run.final_loss(),
         baseline,
-        if run.final_loss < SOLVED_FRACTION * baseline { "solved" } else { "not solved" },
+        if run.final_loss() < SOLVED_FRACTION * baseline { "solved" } else { "not solved" },
         config.steps
     );
     let _ = write!(
