@@ -3,7 +3,7 @@
 use crate::cell::CellKind;
 use crate::loss::LossKind;
 use crate::probe::Q0;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 /// gradlab: exact gradients and gradient-flow probes for recurrent networks.
@@ -136,6 +136,8 @@ pub enum ExperimentCommand {
     EdgeOfChaos(RunArgs),
     /// Built in: where plain f32 and f64 BPTT lose the gradient to underflow.
     Precision(RunArgs),
+    /// Built in: which lags each cell learns, beside its gradient horizon at initialisation.
+    Trainability(RunArgs),
     /// Combine the points stored by the shards of one run (`--shard i/n`) into its outputs.
     Merge {
         /// The shards' output folders (several shards may share one).
@@ -167,6 +169,7 @@ impl ExperimentCommand {
             ExperimentCommand::Memory(a) => Some(("memory", a)),
             ExperimentCommand::EdgeOfChaos(a) => Some(("edge-of-chaos", a)),
             ExperimentCommand::Precision(a) => Some(("precision", a)),
+            ExperimentCommand::Trainability(a) => Some(("trainability", a)),
             ExperimentCommand::List | ExperimentCommand::Run { .. } | ExperimentCommand::Merge { .. } => None,
         }
     }
@@ -194,12 +197,7 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
-/// Arithmetic precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    F32,
-    F64,
-}
+pub use crate::scalar::Precision;
 
 /// Where a model's weights come from and how to read them.
 #[derive(Debug, clap::Args)]

@@ -114,6 +114,39 @@ pub fn median(v: &[f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
+/// Ranks 1..=n of `v` (ties share the mean of their ranks; +∞ is the largest value).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let j = (i..order.len()).take_while(|&j| v[order[j]] == v[order[i]]).last().expect("i itself");
+        for &k in &order[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation of paired values: Pearson's correlation of their ranks (ties
+/// averaged). `None` with fewer than 3 pairs, a NaN, or a side whose values are all equal.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 3 || x.iter().chain(y).any(|v| v.is_nan()) {
+        return None;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let (mx, my) = (mean_sd(&rx).0, mean_sd(&ry).0);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
 /// All estimators of `log_norm` (k = 0..=T, T = len − 1 ≥ 2).
 pub fn summarize(log_norm: &[f64], threshold: f64) -> CurveSummary {
     let t = log_norm.len().saturating_sub(1);
@@ -154,6 +187,24 @@ pub fn summarize(log_norm: &[f64], threshold: f64) -> CurveSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spearman_on_known_rankings() {
+        // Monotone but not linear: ±1 exactly.
+        assert_eq!(spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0]), Some(1.0));
+        assert_eq!(spearman(&[1.0, 2.0, 3.0, 4.0], &[9.0, 4.0, 1.0, 0.0]), Some(-1.0));
+        // Ranks (1, 2, 3, 4, 5) against (2, 1, 4, 3, 5): 1 − 6·Σd²/(n(n²−1)) = 1 − 6·4/120 = 0.8.
+        let r = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[20.0, 10.0, 40.0, 30.0, 50.0]).unwrap();
+        assert!((r - 0.8).abs() < 1e-15, "{r}");
+        // Ties share their mean rank; +∞ ranks last: x ranks (1, 2.5, 2.5, 4), y ranks (1, 2, 3, 4):
+        // Pearson of those is 4.5 / √(4.5 · 5) = 0.9487.
+        let r = spearman(&[0.0, 5.0, 5.0, f64::INFINITY], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!((r - 4.5 / (4.5f64 * 5.0).sqrt()).abs() < 1e-15, "{r}");
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(spearman(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), None);
+    }
 
     fn close(a: Option<f64>, b: f64, tol: f64) -> bool {
         a.is_some_and(|a| (a - b).abs() <= tol)

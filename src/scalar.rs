@@ -5,6 +5,15 @@ use nalgebra::RealField;
 use safetensors::Dtype;
 use std::fmt::{Debug, Display};
 
+/// Arithmetic precision, as a flag or a spec value: which [`Scalar`] to compute in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
 /// A real scalar gradlab can compute in: `f64` for analysis, `f32` for throughput.
 pub trait Scalar: RealField + Copy + Default + Debug + Display + Send + Sync + 'static {
     /// The safetensors dtype this scalar is stored as.

@@ -183,13 +183,22 @@ fn accepted_spec_keeps_the_contract(spec: &Spec) {
     assert!(spec.probes.lyapunov_burn_in < *spec.seq_len.iter().min().unwrap(), "burn-in ≥ T");
     assert!(spec.probes.horizon_threshold > 0.0 && spec.probes.horizon_threshold < 1.0);
     assert!(!spec.out.as_os_str().is_empty(), "an empty out");
+    if let Some(t) = &spec.train {
+        use gradlab::experiment::spec::{MAX_LAG, MAX_UPDATES};
+        use gradlab::train::tasks::Task;
+        assert!(!t.tasks.is_empty() && !t.lags.is_empty() && !t.clips.is_empty());
+        assert!(t.tasks.iter().all(|&k| t.lags.iter().all(|l| (Task::min_lag(k)..=MAX_LAG).contains(l))), "{t:?}");
+        assert!((1..=MAX_UPDATES).contains(&t.steps) && (1..=MAX_BATCH).contains(&t.batch), "{t:?}");
+        assert!(t.lr.is_finite() && t.lr > 0.0 && t.clips.iter().flatten().all(|&c| c.is_finite() && c > 0.0));
+        assert!((1..=t.steps).contains(&t.probe_every) && (1..=t.steps).contains(&t.log_every), "{t:?}");
+    }
     let points = expand(spec);
     assert!(!points.is_empty(), "an accepted spec has points");
 }
 
 #[test]
 fn the_spec_parser_accepts_or_rejects_every_mutant_with_exit_2() {
-    let corpus: Vec<String> = ["vanishing", "gates", "memory", "edge-of-chaos", "precision"]
+    let corpus: Vec<String> = ["vanishing", "gates", "memory", "edge-of-chaos", "precision", "trainability"]
         .iter()
         .map(|n| std::fs::read_to_string(root().join("experiments").join(format!("{n}.toml"))).unwrap())
         .collect();
@@ -203,6 +212,10 @@ fn the_spec_parser_accepts_or_rejects_every_mutant_with_exit_2() {
         "memory",
         "edge-of-chaos",
         "precision",
+        "trainability",
+        "copy",
+        "adding",
+        "f16",
         "dh",
         "dstate",
         "dc_total",
@@ -250,6 +263,22 @@ fn the_spec_parser_accepts_or_rejects_every_mutant_with_exit_2() {
         "unknown = 1",
         "cells = []",
         "inits = [\"nope\"]",
+        "[train]",
+        "tasks = []",
+        "tasks = [\"copy\", \"copy\"]",
+        "lags = [1]",
+        "lags = [100001]",
+        "lags = [18446744073709551615]",
+        "steps = 0",
+        "steps = 10000001",
+        "lr = -1",
+        "lr = nan",
+        "clips = [0]",
+        "clips = [inf, inf]",
+        "clips = [nan]",
+        "probe_every = 0",
+        "log_every = 18446744073709551615",
+        "precision = \"f16\"",
     ];
     let n = inputs_per_reader();
     let seed = seed();

@@ -23,12 +23,12 @@ fn report_runs_every_experiment_then_reuses_the_folders() {
     let specs = shrunk_specs();
     let opts = RunOptions::default();
     let printed = gradlab::report::build(&specs, dir.path(), &opts, "test").unwrap();
-    assert_eq!(printed.matches(" ran (").count(), 5, "{printed}");
+    assert_eq!(printed.matches(" ran (").count(), BUILT_IN.len(), "{printed}");
     let report = read(&dir.path().join("REPORT.md"));
     assert!(report.starts_with("# gradlab report"));
-    // Six claims, each with a verdict; a section per experiment; the footer.
+    // Seven claims, each with a verdict; a section per experiment; the footer.
     let claims: Vec<&str> = report.lines().filter(|l| l.starts_with("| ") && l.contains("](#")).collect();
-    assert_eq!(claims.len(), 6, "{report}");
+    assert_eq!(claims.len(), 7, "{report}");
     assert!(claims.iter().all(|l| l.contains("| **holds") || l.contains("| **fails")), "{claims:?}");
     for spec in &specs {
         assert!(report.contains(&format!("\n## {}\n", spec.name)), "no section {}", spec.name);
@@ -45,14 +45,17 @@ fn report_runs_every_experiment_then_reuses_the_folders() {
     let summary = read(&dir.path().join("gates/summary.md"));
     let csv = std::fs::read(dir.path().join("vanishing/curves.csv")).unwrap();
     let printed = gradlab::report::build(&specs, dir.path(), &opts, "test").unwrap();
-    assert_eq!(printed.matches(" reused (").count(), 5, "{printed}");
+    assert_eq!(printed.matches(" reused (").count(), BUILT_IN.len(), "{printed}");
     assert_eq!(read(&dir.path().join("gates/summary.md")), summary);
     assert_eq!(std::fs::read(dir.path().join("vanishing/curves.csv")).unwrap(), csv);
     // A folder whose spec changed runs again.
     let mut changed = specs.clone();
     changed[1] = Spec::parse(&common::shrunk_built_in("gates").replace("seed = 20261202", "seed = 1")).unwrap();
     let printed = gradlab::report::build(&changed, dir.path(), &RunOptions { force: true, ..opts }, "t").unwrap();
-    assert!(printed.contains("gates          ran") && printed.matches(" reused (").count() == 4, "{printed}");
+    assert!(
+        printed.contains("gates          ran") && printed.matches(" reused (").count() == BUILT_IN.len() - 1,
+        "{printed}"
+    );
 }
 
 #[test]

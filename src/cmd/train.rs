@@ -8,7 +8,7 @@ use crate::scalar::Scalar;
 use crate::tensors::{check_writable, to_safetensors_bytes, write_atomic};
 use crate::train::optim::AdamConfig;
 use crate::train::tasks::Task;
-use crate::train::trainer::{LogRow, TrainConfig, Trained, train};
+use crate::train::trainer::{EVAL_BATCH, LogRow, SOLVED_FRACTION, TrainConfig, Trained, train};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -18,9 +18,6 @@ const MAX_LAG: usize = 100_000;
 const MAX_HIDDEN: usize = 4096;
 const MAX_BATCH: usize = 4096;
 const MAX_STEPS: usize = 10_000_000;
-
-/// A run counts as solved when its final loss is below this fraction of the baseline (THEORY §9).
-pub const SOLVED_FRACTION: f64 = 0.1;
 
 /// `GROUP=SCHEME,...` as an [`InitSpec`].
 fn parse_init(text: &str) -> Result<InitSpec> {
@@ -152,11 +149,13 @@ fn report(config: &TrainConfig, run: &Trained, precision: &str, args: &TrainArgs
     );
     let _ = writeln!(
         s,
-        "loss {:.4} → {:.4} against the baseline {:.4}: {} (solved means below {SOLVED_FRACTION} of it); clipped {clipped} of {} updates",
+        "loss {:.4} → {:.4}, {:.4} on {EVAL_BATCH} held-out sequences against the baseline {:.4}: {} (solved means \
+         below {SOLVED_FRACTION} of it); clipped {clipped} of {} updates",
         run.log[0].loss,
         run.final_loss(),
+        run.eval_loss,
         baseline,
-        if run.final_loss() < SOLVED_FRACTION * baseline { "solved" } else { "not solved" },
+        if run.solved(task) { "solved" } else { "not solved" },
         config.steps
     );
     let _ = write!(

@@ -10,6 +10,10 @@
 //! the width (the probes multiply n × n matrices) and memory by its square. Heap bytes are counted
 //! by the binary's allocator ([`crate::heap`]).
 //!
+//! A training point (the trainability experiment) is calibrated the same way, on its task at the
+//! lags closest to those lengths and for [`CALIBRATION_UPDATES`] updates; its time and kept rows
+//! scale with the updates of the spec.
+//!
 //! Time: the makespan of the runner's own schedule (costliest first, each to the first free
 //! thread). Memory: the process as it is now, plus the larger of its two phases: the largest
 //! points in flight (one per thread) beside the rows all points keep, and those rows times
@@ -20,6 +24,7 @@ use super::spec::Spec;
 use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::heap;
+use crate::train::tasks::Task;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -27,6 +32,8 @@ use std::fmt;
 pub const CALIBRATION_STATE: usize = 256;
 /// The two lengths a point is run at.
 const CALIBRATION_STEPS: [usize; 2] = [16, 48];
+/// The Adam updates a training point is calibrated with.
+const CALIBRATION_UPDATES: usize = 20;
 /// Resident memory of the output phase over the heap the kept rows hold: the rows, the vectors
 /// they are appended into (which grow by doubling), their CSV text, with the allocator's slack.
 /// Chosen from `VmHWM` of row-heavy specs of every kind (BENCHMARKS.md, "Run estimates").
@@ -166,10 +173,11 @@ struct Line {
 }
 
 impl Line {
-    /// The line through the two samples. With `noisy` (timings), a pair that does not rise
-    /// is read as cost proportional to T through the longer sample; heap counts are exact.
-    fn through(y: [f64; 2], noisy: bool) -> Line {
-        let (t1, t2) = (CALIBRATION_STEPS[0] as f64, CALIBRATION_STEPS[1] as f64);
+    /// The line through the two samples (lengths `t`, costs `y`). With `noisy` (timings), a pair
+    /// that does not rise is read as cost proportional to T through the longer sample; heap
+    /// counts are exact.
+    fn through(t: [usize; 2], y: [f64; 2], noisy: bool) -> Line {
+        let (t1, t2) = (t[0] as f64, t[1] as f64);
         let b = (y[1] - y[0]) / (t2 - t1);
         match b {
             b if b > 0.0 => Line { a: (y[1] - b * t2).max(0.0), b },
@@ -187,6 +195,9 @@ impl Line {
 struct Calibration {
     /// (cell, calibration width) → fitted (seconds, in flight, kept).
     fits: HashMap<(CellKind, usize), [Line; 3]>,
+    /// What a point does over what its calibration did: the updates of a training point over
+    /// [`CALIBRATION_UPDATES`], else 1.
+    repeats: f64,
 }
 
 impl Calibration {
@@ -200,14 +211,17 @@ impl Calibration {
                 continue;
             }
             let mut samples = [Sample::default(); 2];
-            for (s, &steps) in samples.iter_mut().zip(&CALIBRATION_STEPS) {
+            let mut lengths = CALIBRATION_STEPS;
+            for ((s, t), &steps) in samples.iter_mut().zip(&mut lengths).zip(&CALIBRATION_STEPS) {
                 let cal = calibration_spec(spec, p, key.1, steps);
+                *t = cal.seq_len[0];
                 *s = if timed { best_of(|| sample(&cal))? } else { sample(&cal)? };
             }
-            let line = |f: fn(&Sample) -> f64, floor| Line::through([f(&samples[0]), f(&samples[1])], floor);
+            let line = |f: fn(&Sample) -> f64, floor| Line::through(lengths, [f(&samples[0]), f(&samples[1])], floor);
             fits.insert(key, [line(|s| s.seconds, true), line(|s| s.in_flight, false), line(|s| s.kept, false)]);
         }
-        Ok(Calibration { fits })
+        let repeats = spec.train.as_ref().map_or(1.0, |t| t.steps as f64 / CALIBRATION_UPDATES as f64);
+        Ok(Calibration { fits, repeats })
     }
 
     fn key(p: &Point) -> (CellKind, usize) {
@@ -220,7 +234,8 @@ impl Calibration {
         let key = Self::key(p);
         let [time, flight, kept] = self.fits[&key];
         let ratio = p.hidden as f64 / key.1 as f64;
-        (time.at(p.seq_len) * ratio.powi(3), flight.at(p.seq_len) * ratio.powi(2), kept.at(p.seq_len))
+        let r = self.repeats;
+        (time.at(p.seq_len) * ratio.powi(3) * r, flight.at(p.seq_len) * ratio.powi(2), kept.at(p.seq_len) * r)
     }
 
     fn memory(&self, points: &[Point], threads: usize) -> Memory {
@@ -304,7 +319,9 @@ fn best_of(mut f: impl FnMut() -> Result<Sample>) -> Result<Sample> {
 }
 
 /// The spec of one point like `p` at width `hidden` and length `steps`, with no Lyapunov burn-in
-/// (its steps cost what measured steps cost) and no more exponents than the state has.
+/// (its steps cost what measured steps cost) and no more exponents than the state has. A
+/// training point trains [`CALIBRATION_UPDATES`] updates (probed at the first and the last) on
+/// its task at the lag whose length is closest to `steps`; its `seq_len` is that length.
 fn calibration_spec(spec: &Spec, p: &Point, hidden: usize, steps: usize) -> Spec {
     let mut cal = spec.clone();
     cal.cells = vec![p.cell];
@@ -312,6 +329,16 @@ fn calibration_spec(spec: &Spec, p: &Point, hidden: usize, steps: usize) -> Spec
     cal.hidden = vec![hidden];
     cal.seq_len = vec![steps];
     cal.seeds = vec![p.seed];
+    if let (Some(t), Some(run)) = (&mut cal.train, p.train) {
+        let task = Task::of_length(run.task.kind, steps);
+        t.tasks = vec![task.kind];
+        t.lags = vec![task.lag];
+        t.clips = vec![run.clip];
+        t.steps = CALIBRATION_UPDATES;
+        t.probe_every = CALIBRATION_UPDATES;
+        t.log_every = t.log_every.min(CALIBRATION_UPDATES);
+        cal.seq_len = vec![task.steps()];
+    }
     cal.probes.lyapunov_burn_in = 0;
     let n = if p.cell.has_cell_state() { 2 * hidden } else { hidden };
     cal.probes.lyapunov = cal.probes.lyapunov.min(n);
@@ -347,14 +374,14 @@ mod tests {
     #[test]
     fn a_line_through_two_samples_recovers_a_linear_cost() {
         let (t1, t2) = (CALIBRATION_STEPS[0] as f64, CALIBRATION_STEPS[1] as f64);
-        let l = Line::through([0.5 + 0.01 * t1, 0.5 + 0.01 * t2], true);
+        let l = Line::through(CALIBRATION_STEPS, [0.5 + 0.01 * t1, 0.5 + 0.01 * t2], true);
         assert!((l.a - 0.5).abs() < 1e-12 && (l.b - 0.01).abs() < 1e-12, "{l:?}");
         assert!((l.at(1000) - 10.5).abs() < 1e-9);
         // A noisy, falling pair of timings: proportional to T through the longer one.
-        let l = Line::through([2.0, 1.0], true);
+        let l = Line::through(CALIBRATION_STEPS, [2.0, 1.0], true);
         assert_eq!((l.a, l.b), (0.0, 1.0 / t2));
         // Heap counts are exact: a constant stays constant.
-        let l = Line::through([4096.0, 4096.0], false);
+        let l = Line::through(CALIBRATION_STEPS, [4096.0, 4096.0], false);
         assert_eq!((l.a, l.b), (4096.0, 0.0));
     }
 

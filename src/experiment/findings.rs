@@ -20,6 +20,9 @@ pub enum Claim {
     MeanFieldRate,
     /// That a gradient's exact norm is what training receives: no loss to f32 underflow.
     F32Delivers,
+    /// Folk wisdom behind seed 001: a cell learns a dependency only as far as its gradient
+    /// reaches at initialisation.
+    HorizonPredicts,
 }
 
 impl Claim {
@@ -32,6 +35,7 @@ impl Claim {
             Claim::ProdFCarries => "the product of forget gates carries the gradient along c (seed 001)",
             Claim::MeanFieldRate => "½ ln χ predicts the tanh RNN's decay rate within 0.01/step (THEORY §6)",
             Claim::F32Delivers => "f32 BPTT delivers the gradient as far as its exact norm reaches",
+            Claim::HorizonPredicts => "a cell learns a lag only if its gradient horizon at initialisation spans it",
         }
     }
 }

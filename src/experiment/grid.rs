@@ -6,6 +6,7 @@ use super::spec::{InputDist, Spec};
 use crate::bptt::Inputs;
 use crate::cell::CellKind;
 use crate::params::Params;
+use crate::train::tasks::Task;
 use nalgebra::DMatrix;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,8 +22,19 @@ pub struct Point {
     /// Index into `Spec::inits`.
     pub init: usize,
     pub hidden: usize,
+    /// Sequence length T (of a training run: its task's).
     pub seq_len: usize,
     pub seed: u64,
+    /// The training run of a trainability point.
+    pub train: Option<TrainRun>,
+}
+
+/// What a trainability point trains on: the grid's task axes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainRun {
+    pub task: Task,
+    /// Global-norm clipping threshold (`None`: unclipped).
+    pub clip: Option<f64>,
 }
 
 /// The grid point and sequence a row belongs to: the leading columns of every experiment CSV
@@ -57,7 +69,8 @@ pub fn rows_at<R>(rows: &[(Key, R)], at: impl Fn(&Key) -> bool) -> Vec<&R> {
 }
 
 /// The Cartesian product in a fixed order: cell, init, hidden, seq_len, seed; an init is paired
-/// only with the cells it applies to.
+/// only with the cells it applies to. A trainability spec's product is cell, init, hidden, task,
+/// lag, seed, clip, with the task's length as `seq_len`.
 pub fn expand(spec: &Spec) -> Vec<Point> {
     let mut points = Vec::new();
     for &cell in &spec.cells {
@@ -66,9 +79,25 @@ pub fn expand(spec: &Spec) -> Vec<Point> {
                 continue;
             }
             for &hidden in &spec.hidden {
-                for &seq_len in &spec.seq_len {
-                    for &seed in &spec.seeds {
-                        points.push(Point { index: points.len(), cell, init, hidden, seq_len, seed });
+                let mut push = |seq_len, seed, train| {
+                    points.push(Point { index: points.len(), cell, init, hidden, seq_len, seed, train })
+                };
+                match &spec.train {
+                    None => {
+                        for &seq_len in &spec.seq_len {
+                            for &seed in &spec.seeds {
+                                push(seq_len, seed, None);
+                            }
+                        }
+                    }
+                    Some(t) => {
+                        for task in t.task_lags() {
+                            for &seed in &spec.seeds {
+                                for &clip in &t.clips {
+                                    push(task.steps(), seed, Some(TrainRun { task, clip }));
+                                }
+                            }
+                        }
                     }
                 }
             }

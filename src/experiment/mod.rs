@@ -16,6 +16,7 @@ pub mod precision;
 pub mod runner;
 pub mod spec;
 pub mod store;
+pub mod trainability;
 pub mod vanishing;
 
 use crate::error::Result;
@@ -39,6 +40,8 @@ pub enum Kind {
     EdgeOfChaos,
     /// Where plain f32/f64 BPTT loses the gradient to underflow.
     Precision,
+    /// Which lags each cell and initialisation learns, beside its gradient horizon.
+    Trainability,
 }
 
 impl Kind {
@@ -50,6 +53,10 @@ impl Kind {
             Kind::Memory => "Is the LSTM's dc_T/dc_s the product of its forget gates?",
             Kind::EdgeOfChaos => "Does a wide random tanh RNN decay at the mean-field rate ½ ln χ?",
             Kind::Precision => "Where does plain f32 or f64 BPTT lose the gradient to underflow?",
+            Kind::Trainability => {
+                "Up to which lag does each cell and initialisation learn, and does its gradient horizon at \
+                 initialisation predict it?"
+            }
         }
     }
 }
@@ -94,12 +101,13 @@ pub fn plot(dir: &Path, out: &Path, force: bool, formats: &[Format], size: Optio
 
 /// The experiments compiled into the binary: (name, spec text). Each is run by
 /// `gradlab experiment <name>`.
-pub const BUILT_IN: [(&str, &str); 5] = [
+pub const BUILT_IN: [(&str, &str); 6] = [
     ("vanishing", include_str!("../../experiments/vanishing.toml")),
     ("gates", include_str!("../../experiments/gates.toml")),
     ("memory", include_str!("../../experiments/memory.toml")),
     ("edge-of-chaos", include_str!("../../experiments/edge-of-chaos.toml")),
     ("precision", include_str!("../../experiments/precision.toml")),
+    ("trainability", include_str!("../../experiments/trainability.toml")),
 ];
 
 /// Something to do with an experiment of any kind: implemented by [`run`], [`charts`] and
@@ -117,6 +125,7 @@ fn dispatch<V: WithExperiment>(spec: &Spec, v: V) -> Result<V::Output> {
         Kind::Memory => v.with(&memory::Memory::new(spec)?, spec),
         Kind::EdgeOfChaos => v.with(&edge_of_chaos::EdgeOfChaos::new(spec)?, spec),
         Kind::Precision => v.with(&precision::Precision::new(spec)?, spec),
+        Kind::Trainability => v.with(&trainability::Trainability::new(spec)?, spec),
     }
 }
 

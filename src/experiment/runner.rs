@@ -95,22 +95,28 @@ impl Products {
     }
 }
 
-/// The `curves.csv` and `summary.csv` rows of many points, in grid order: what several
-/// experiments measure (their `Measured`).
+/// The `curves.csv` and `summary.csv` rows of many points, in grid order, each behind the key
+/// of its point and sequence (`K`, the leading columns): what several experiments measure (their
+/// `Measured`).
 #[derive(Serialize, serde::Deserialize)]
-#[serde(bound(serialize = "C: Serialize, S: Serialize", deserialize = "C: DeserializeOwned, S: DeserializeOwned"))]
-pub struct CurvesAndSummary<C, S> {
-    pub curves: Vec<(Key, C)>,
-    pub summary: Vec<(Key, S)>,
+#[serde(bound(
+    serialize = "C: Serialize, S: Serialize, K: Serialize",
+    deserialize = "C: DeserializeOwned, S: DeserializeOwned, K: DeserializeOwned"
+))]
+pub struct CurvesAndSummary<C, S, K = Key> {
+    pub curves: Vec<(K, C)>,
+    pub summary: Vec<(K, S)>,
 }
 
-impl<C, S> Default for CurvesAndSummary<C, S> {
+impl<C, S, K> Default for CurvesAndSummary<C, S, K> {
     fn default() -> Self {
         CurvesAndSummary { curves: Vec::new(), summary: Vec::new() }
     }
 }
 
-impl<C: Serialize + DeserializeOwned, S: Serialize + DeserializeOwned> CurvesAndSummary<C, S> {
+impl<C: Serialize + DeserializeOwned, S: Serialize + DeserializeOwned, K: Serialize + DeserializeOwned>
+    CurvesAndSummary<C, S, K>
+{
     /// [`Experiment::append`].
     pub fn append(&mut self, one: Self) {
         self.curves.extend(one.curves);
@@ -378,9 +384,18 @@ pub fn merge<E: Experiment>(exp: &E, spec: &Spec, dirs: &[PathBuf], opts: &RunOp
 
 /// A point's parameters, for messages.
 fn describe(spec: &Spec, p: &Point) -> String {
+    let what = match p.train {
+        Some(r) => format!(
+            "{} task, lag {}, clip {}",
+            r.task.kind.name(),
+            r.task.lag,
+            r.clip.map_or("none".to_string(), |c| c.to_string())
+        ),
+        None => format!("seq_len {}", p.seq_len),
+    };
     format!(
-        "point {} (cell {}, init {}, hidden {}, seq_len {}, seed {})",
-        p.index, p.cell, spec.inits[p.init].label, p.hidden, p.seq_len, p.seed
+        "point {} (cell {}, init {}, hidden {}, {what}, seed {})",
+        p.index, p.cell, spec.inits[p.init].label, p.hidden, p.seed
     )
 }
 

@@ -1,6 +1,7 @@
 //! Experiment specs: TOML files naming the experiment `kind`, the grid axes (cells, inits,
 //! hidden sizes, sequence lengths, seeds), the input distribution, the batch, the probes and the
-//! output folder. Unknown keys and bad values are errors naming the key and what is allowed; what
+//! output folder; the trainability experiment's `[train]` table lists its tasks, lags and training
+//! settings instead of sequence lengths and inputs. Unknown keys and bad values are errors naming the key and what is allowed; what
 //! a kind needs beyond these common checks, its own file checks (`new(spec) -> Result`).
 
 use super::{BUILT_IN, Kind};
@@ -8,6 +9,9 @@ use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::init::{InitSpec, Scheme, parse_call};
 use crate::probe::Quantity;
+use crate::scalar::Precision;
+use crate::train::tasks::{Task, TaskKind};
+use crate::train::trainer::EVAL_BATCH;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,10 @@ pub const MAX_SEQ_LEN: usize = 1_000_000;
 pub const MAX_BATCH: usize = 4096;
 /// Largest input size a spec may ask for.
 pub const MAX_INPUT: usize = 65_536;
+/// Most Adam updates a training run may ask for.
+pub const MAX_UPDATES: usize = 10_000_000;
+/// Longest lag a training task may ask for.
+pub const MAX_LAG: usize = 100_000;
 /// Memory one grid point may need, estimated before anything is allocated (GiB).
 pub const MAX_POINT_GIB: f64 = 4.0;
 
@@ -40,26 +48,83 @@ struct SpecFile {
     cells: Vec<CellKind>,
     inits: Vec<String>,
     hidden: Vec<usize>,
+    #[serde(default)]
     seq_len: Vec<usize>,
     seeds: Vec<u64>,
-    #[serde(default = "one")]
-    batch: usize,
-    input_size: usize,
-    #[serde(default = "standard_gaussian")]
-    input: String,
+    batch: Option<usize>,
+    input_size: Option<usize>,
+    input: Option<String>,
     #[serde(default)]
     probes: Probes,
     out: Option<PathBuf>,
     #[serde(default)]
     init: BTreeMap<String, InitTable>,
+    train: Option<TrainTable>,
 }
 
-fn one() -> usize {
-    1
+/// `[train]`, as written: the trainability experiment's runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainTable {
+    tasks: Vec<TaskKind>,
+    lags: Vec<usize>,
+    steps: usize,
+    #[serde(default = "train_batch")]
+    batch: usize,
+    #[serde(default = "train_lr")]
+    lr: f64,
+    #[serde(default = "train_clips")]
+    clips: Vec<f64>,
+    #[serde(default)]
+    precision: Precision,
+    probe_every: Option<usize>,
+    #[serde(default = "train_log_every")]
+    log_every: usize,
 }
 
-fn standard_gaussian() -> String {
-    "gaussian(1.0)".into()
+fn train_batch() -> usize {
+    32
+}
+
+fn train_lr() -> f64 {
+    0.01
+}
+
+fn train_clips() -> Vec<f64> {
+    vec![1.0]
+}
+
+fn train_log_every() -> usize {
+    10
+}
+
+/// The trainability experiment's runs (`[train]`): every (task, lag) × clip threshold is a grid
+/// axis; the rest is shared by all runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSpec {
+    /// The tasks, each at every lag (lags a task is not defined for are errors).
+    pub tasks: Vec<TaskKind>,
+    pub lags: Vec<usize>,
+    /// Adam updates per run.
+    pub steps: usize,
+    /// Sequences per update.
+    pub batch: usize,
+    /// Adam's learning rate (β₁, β₂, ε are PyTorch's defaults).
+    pub lr: f64,
+    /// Global-norm clipping thresholds; `None` (written `inf`) trains unclipped.
+    pub clips: Vec<Option<f64>>,
+    pub precision: Precision,
+    /// Updates between horizon probes (besides the first and the last).
+    pub probe_every: usize,
+    /// Updates between the rows of `curves.csv` (probed updates are always written).
+    pub log_every: usize,
+}
+
+impl TrainSpec {
+    /// Every (task, lag) of the grid, in grid order.
+    pub fn task_lags(&self) -> Vec<Task> {
+        self.tasks.iter().flat_map(|&kind| self.lags.iter().map(move |&lag| Task { kind, lag })).collect()
+    }
 }
 
 /// `[init.<label>]`: schemes per parameter group, and the cells it applies to.
@@ -148,6 +213,8 @@ pub struct Spec {
     pub probes: Probes,
     /// Output folder (default `results/<name>`).
     pub out: PathBuf,
+    /// The trainability experiment's runs (only that kind has them).
+    pub train: Option<TrainSpec>,
     /// The TOML text this spec was parsed from, written next to the results.
     pub text: String,
 }
@@ -186,11 +253,29 @@ impl Spec {
         if f.name.is_empty() || !f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(key("name", format!("{:?} must be non-empty letters, digits, '-' or '_'", f.name)));
         }
+        let train = train_spec(&f)?;
+        // The trainability experiment's lengths, batch and inputs are its tasks'.
+        let (seq_len, batch, input_size, input) = match &train {
+            Some(t) => {
+                let mut lengths: Vec<usize> = t.task_lags().iter().map(Task::steps).collect();
+                lengths.sort_unstable();
+                lengths.dedup();
+                let inputs = t.tasks.iter().map(|&kind| Task { kind, lag: 2 }.input_size()).max().expect("non-empty");
+                (lengths, t.batch, inputs, InputDist::Zeros)
+            }
+            None => {
+                let input =
+                    parse_input(f.input.as_deref().unwrap_or("gaussian(1.0)")).map_err(|why| key("input", why))?;
+                let input_size =
+                    f.input_size.ok_or_else(|| key("input_size", "is missing: the inputs' dimension".into()))?;
+                (f.seq_len.clone(), f.batch.unwrap_or(1), input_size, input)
+            }
+        };
         for (k, empty) in [
             ("cells", f.cells.is_empty()),
             ("inits", f.inits.is_empty()),
             ("hidden", f.hidden.is_empty()),
-            ("seq_len", f.seq_len.is_empty()),
+            ("seq_len", seq_len.is_empty()),
             ("seeds", f.seeds.is_empty()),
         ] {
             if empty {
@@ -200,33 +285,35 @@ impl Spec {
         if let Some(h) = f.hidden.iter().find(|&&h| h == 0 || h > MAX_HIDDEN) {
             return Err(key("hidden", format!("{h} is not a hidden size in 1..={MAX_HIDDEN}")));
         }
-        if let Some(t) = f.seq_len.iter().find(|&&t| !(2..=MAX_SEQ_LEN).contains(&t)) {
+        if let Some(t) = seq_len.iter().find(|&&t| !(2..=MAX_SEQ_LEN).contains(&t)) {
             return Err(key("seq_len", format!("{t} is not in 2..={MAX_SEQ_LEN} (a decay rate needs T ≥ 2)")));
         }
-        if !(1..=MAX_BATCH).contains(&f.batch) {
-            return Err(key("batch", format!("{} is not in 1..={MAX_BATCH}", f.batch)));
+        if !(1..=MAX_BATCH).contains(&batch) {
+            return Err(key("batch", format!("{batch} is not in 1..={MAX_BATCH}")));
         }
-        if !(1..=MAX_INPUT).contains(&f.input_size) {
-            return Err(key("input_size", format!("{} is not in 1..={MAX_INPUT}", f.input_size)));
+        if !(1..=MAX_INPUT).contains(&input_size) {
+            return Err(key("input_size", format!("{input_size} is not in 1..={MAX_INPUT}")));
         }
         // Each point holds its input and tape: at most 16 values of H per step and sequence (LSTM:
         // 4 gate inputs, 10 cached values, h and c), plus the probes' few (2H)² matrices.
-        let (h_max, t_max) = (*f.hidden.iter().max().expect("non-empty"), *f.seq_len.iter().max().expect("non-empty"));
-        let values = (t_max as f64 + 1.0) * f.batch as f64 * (16.0 * h_max as f64 + f.input_size as f64)
+        let (h_max, t_max) = (*f.hidden.iter().max().expect("non-empty"), *seq_len.iter().max().expect("non-empty"));
+        // A training run's largest tape is its evaluation batch's.
+        let tape_batch = if train.is_some() { batch.max(EVAL_BATCH) } else { batch };
+        let values = (t_max as f64 + 1.0) * tape_batch as f64 * (16.0 * h_max as f64 + input_size as f64)
             + 4.0 * (2.0 * h_max as f64).powi(2);
         let gib = values * 8.0 / (1u64 << 30) as f64;
         if gib > MAX_POINT_GIB {
             return Err(Error::Usage(format!(
                 "keys `hidden`, `seq_len`, `batch`, `input_size`: one point (H = {h_max}, T = {t_max}, batch {}, \
-                 {} inputs) needs about {gib:.1} GiB, more than the {MAX_POINT_GIB} GiB a point may use",
-                f.batch, f.input_size
+                 {input_size} inputs) needs about {gib:.1} GiB, more than the {MAX_POINT_GIB} GiB a point may use",
+                tape_batch
             )));
         }
         for (k, dup) in [
             ("cells", first_duplicate(&f.cells.iter().map(|c| c.to_string()).collect::<Vec<_>>())),
             ("inits", first_duplicate(&f.inits)),
             ("hidden", first_duplicate(&f.hidden)),
-            ("seq_len", first_duplicate(&f.seq_len)),
+            ("seq_len", first_duplicate(&seq_len)),
             ("seeds", first_duplicate(&f.seeds)),
         ] {
             if let Some(v) = dup {
@@ -247,14 +334,13 @@ impl Spec {
                 ),
             ));
         }
-        let input = parse_input(&f.input).map_err(|why| key("input", why))?;
         if f.probes.quantities.contains(&Quantity::Err) {
             return Err(key(
                 "probes.quantities",
                 "`err` is a vector, not a Jacobian product; allowed: dh, dc, dstate, dc_total".into(),
             ));
         }
-        let shortest = *f.seq_len.iter().min().expect("checked non-empty");
+        let shortest = *seq_len.iter().min().expect("checked non-empty");
         if f.probes.lyapunov > 0 && f.probes.lyapunov_burn_in >= shortest {
             return Err(key(
                 "probes.lyapunov_burn_in",
@@ -307,16 +393,116 @@ impl Spec {
             cells: f.cells,
             inits,
             hidden: f.hidden,
-            seq_len: f.seq_len,
+            seq_len,
             seeds: f.seeds,
-            batch: f.batch,
-            input_size: f.input_size,
+            batch,
+            input_size,
             input,
             probes: f.probes,
             out,
+            train,
             text: text.to_string(),
         })
     }
+}
+
+/// The `[train]` table, validated: present exactly for the trainability experiment, which then
+/// has no `seq_len`, `batch`, `input_size` or `input` of its own (its tasks set them) and probes
+/// only the horizon.
+fn train_spec(f: &SpecFile) -> Result<Option<TrainSpec>> {
+    let key = |k: &str, why: String| Error::Usage(format!("key `{k}`: {why}"));
+    let t = match (&f.train, f.kind) {
+        (None, Kind::Trainability) => {
+            return Err(key("train", "is missing: the trainability experiment's tasks, lags and updates".into()));
+        }
+        (None, _) => return Ok(None),
+        (Some(_), kind) if kind != Kind::Trainability => {
+            return Err(key("train", "is for the trainability experiment only".into()));
+        }
+        (Some(t), _) => t,
+    };
+    for (k, set) in [
+        ("seq_len", !f.seq_len.is_empty()),
+        ("batch", f.batch.is_some()),
+        ("input_size", f.input_size.is_some()),
+        ("input", f.input.is_some()),
+    ] {
+        if set {
+            return Err(key(
+                k,
+                "does not apply to the trainability experiment: its tasks and lags set the inputs and \
+                               lengths, [train] batch the batch"
+                    .into(),
+            ));
+        }
+    }
+    let default = Probes::default();
+    if f.probes.quantities != default.quantities
+        || f.probes.lyapunov != default.lyapunov
+        || f.probes.lyapunov_burn_in != 0
+    {
+        return Err(key(
+            "probes",
+            "the trainability experiment probes only the horizon of the headline product; set only \
+             probes.horizon_threshold"
+                .into(),
+        ));
+    }
+    for (k, empty) in
+        [("train.tasks", t.tasks.is_empty()), ("train.lags", t.lags.is_empty()), ("train.clips", t.clips.is_empty())]
+    {
+        if empty {
+            return Err(key(k, "must list at least one value".into()));
+        }
+    }
+    let names: Vec<&str> = t.tasks.iter().map(|k| k.name()).collect();
+    for (k, dup) in [
+        ("train.tasks", first_duplicate(&names)),
+        ("train.lags", first_duplicate(&t.lags)),
+        ("train.clips", first_duplicate(&t.clips)),
+    ] {
+        if let Some(v) = dup {
+            return Err(key(k, format!("{v} is listed twice: every run would be trained twice")));
+        }
+    }
+    for &kind in &t.tasks {
+        let min = Task::min_lag(kind);
+        if let Some(l) = t.lags.iter().find(|&&l| !(min..=MAX_LAG).contains(&l)) {
+            return Err(key(
+                "train.lags",
+                format!("{l} is not in {min}..={MAX_LAG}, the lags of the {} task", kind.name()),
+            ));
+        }
+    }
+    if !(1..=MAX_UPDATES).contains(&t.steps) {
+        return Err(key("train.steps", format!("{} is not in 1..={MAX_UPDATES}", t.steps)));
+    }
+    if !(1..=MAX_BATCH).contains(&t.batch) {
+        return Err(key("train.batch", format!("{} is not in 1..={MAX_BATCH}", t.batch)));
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return Err(key("train.lr", format!("{} must be a positive number", t.lr)));
+    }
+    if let Some(c) = t.clips.iter().find(|c| c.is_nan() || **c <= 0.0) {
+        return Err(key("train.clips", format!("{c} must be a positive threshold (inf: no clipping)")));
+    }
+    let probe_every = t.probe_every.unwrap_or((t.steps / 10).max(1));
+    for (k, v) in [("train.probe_every", probe_every), ("train.log_every", t.log_every)] {
+        if !(1..=t.steps).contains(&v) {
+            return Err(key(k, format!("{v} is not in 1..={} (train.steps)", t.steps)));
+        }
+    }
+    Ok(Some(TrainSpec {
+        tasks: t.tasks.clone(),
+        lags: t.lags.clone(),
+        steps: t.steps,
+        batch: t.batch,
+        lr: t.lr,
+        clips: t.clips.iter().map(|&c| c.is_finite().then_some(c)).collect(),
+        precision: t.precision,
+        probe_every,
+        log_every: t.log_every,
+    }))
 }
 
 fn parse_input(text: &str) -> std::result::Result<InputDist, String> {
@@ -422,6 +608,61 @@ input_size = 2
         let e = err(&MINIMAL.replace("hidden = [4]", "hidden = [4096]").replace("seq_len = [5]", "seq_len = [100000]"));
         assert!(e.contains("`seq_len`") && e.contains("GiB"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    const TRAIN: &str = r#"
+kind = "trainability"
+name = "t"
+seed = 1
+cells = ["rnn", "lstm"]
+inits = ["default"]
+hidden = [4]
+seeds = [0, 1]
+[train]
+tasks = ["copy", "adding"]
+lags = [2, 30]
+steps = 10
+[init.default]
+"#;
+
+    #[test]
+    fn a_train_table_sets_the_lengths_and_its_mistakes_are_named() {
+        let s = Spec::parse(TRAIN).unwrap();
+        let t = s.train.as_ref().unwrap();
+        // copy: T = L + 20, adding: T = L; defaults as documented.
+        assert_eq!(s.seq_len, vec![2, 22, 30, 50]);
+        assert_eq!((s.batch, s.input_size), (32, 10));
+        assert_eq!((t.lr, t.clips.clone(), t.probe_every, t.log_every), (0.01, vec![Some(1.0)], 1, 10));
+        assert_eq!(t.precision, Precision::F32);
+        let s =
+            Spec::parse(&TRAIN.replace("steps = 10", "steps = 10\nclips = [inf, 0.5]\nprecision = \"f64\"")).unwrap();
+        assert_eq!(s.train.as_ref().unwrap().clips, vec![None, Some(0.5)]);
+        for (edit, named) in [
+            (("lags = [2, 30]", "lags = [1, 30]"), "1 is not in 2..=100000, the lags of the adding task"),
+            (("steps = 10", "steps = 0"), "key `train.steps`"),
+            (("steps = 10", "steps = 10\nclips = [0.0]"), "key `train.clips`"),
+            (("steps = 10", "steps = 10\nclips = [1.0, 1.0]"), "key `train.clips`: 1 is listed twice"),
+            (("steps = 10", "steps = 10\nlr = nan"), "key `train.lr`"),
+            (("steps = 10", "steps = 10\nprobe_every = 11"), "key `train.probe_every`: 11 is not in 1..=10"),
+            (("tasks = [\"copy\", \"adding\"]", "tasks = [\"copy\", \"copy\"]"), "key `train.tasks`"),
+            (("seeds = [0, 1]", "seeds = [0, 1]\nseq_len = [5]"), "key `seq_len`: does not apply"),
+            (("seeds = [0, 1]", "seeds = [0, 1]\ninput_size = 3"), "key `input_size`: does not apply"),
+            (("[init.default]", "[probes]\nlyapunov = 2\n[init.default]"), "key `probes`"),
+            (("[train]", "[trian]"), "unknown field `trian`"),
+            (("lags = [2, 30]", "lags = [2, 30]\nseq_len = [3]"), "unknown field `seq_len`"),
+        ] {
+            let e = err(&TRAIN.replace(edit.0, edit.1));
+            assert!(e.contains(named), "{edit:?}: {e}");
+        }
+        // A missing table, a table on another kind, and a training run too large for one point.
+        let e = err(&TRAIN.replace("[train]\ntasks = [\"copy\", \"adding\"]\nlags = [2, 30]\nsteps = 10\n", ""));
+        assert!(e.contains("key `train`: is missing"), "{e}");
+        let e =
+            err(&MINIMAL
+                .replace("[init.default]", "[train]\ntasks = [\"copy\"]\nlags = [2]\nsteps = 1\n[init.default]"));
+        assert!(e.contains("key `train`: is for the trainability experiment only"), "{e}");
+        let e = err(&TRAIN.replace("hidden = [4]", "hidden = [4096]").replace("lags = [2, 30]", "lags = [2, 3000]"));
+        assert!(e.contains("GiB") && e.contains("batch 256"), "{e}");
     }
 
     #[test]

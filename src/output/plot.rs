@@ -418,8 +418,10 @@ fn draw<DB: DrawingBackend>(
                 .map(|v| to_axis(v, ys))
                 .chain(fig.hlines.iter().map(|l| to_axis(l.at, ys))),
         );
+        // Ticks cover the data only, not the room added below it for the legend.
+        let data_lo = r.0;
         r.0 -= fig.legend_room * (r.1 - r.0);
-        r
+        (r, data_lo)
     };
     let shared_y_range = y_range_of(&fig.panels.iter().collect::<Vec<_>>());
     let x_ticks: Vec<f64> = match &fig.x_ticks {
@@ -429,8 +431,8 @@ fn draw<DB: DrawingBackend>(
     let n = fig.panels.len().max(1);
     let areas = root.split_evenly((n.div_ceil(COLUMNS), n.min(COLUMNS)));
     for (area, panel) in areas.iter().zip(&fig.panels) {
-        let y_range = if fig.shared_y { shared_y_range } else { y_range_of(&[panel]) };
-        let y_ticks = ticks(y_range.0, y_range.1, ys);
+        let (y_range, data_lo) = if fig.shared_y { shared_y_range } else { y_range_of(&[panel]) };
+        let y_ticks = ticks(data_lo, y_range.1, ys);
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT_FAMILY, 22))
             .margin(12)
@@ -476,11 +478,14 @@ fn draw<DB: DrawingBackend>(
                 Dash::Dotted => (3, 4),
             };
             let marker = color.mix(if s.markers { 1.0 } else { 0.0 }).filled();
-            drawn.label(&s.label).legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + DashedPathElement::new(vec![(0, 0), (24, 0)], dash_len, gap, stroke)
-                    + Circle::new((12, 0), 4, marker)
-            });
+            // A series without a label (a marker line that belongs to a labelled one) has no entry.
+            if !s.label.is_empty() {
+                drawn.label(&s.label).legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + DashedPathElement::new(vec![(0, 0), (24, 0)], dash_len, gap, stroke)
+                        + Circle::new((12, 0), 4, marker)
+                });
+            }
             if s.markers {
                 chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
             }

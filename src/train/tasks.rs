@@ -83,6 +83,30 @@ impl Task {
         }
     }
 
+    /// The longest distance in steps between an input and the output that needs it: a symbol and
+    /// its recall (copy, L + 10), the first step and the answer (adding, L − 1, as a marker may
+    /// fall on step 0). To solve the task, the gradient must carry the loss this far back.
+    pub fn dependency(&self) -> usize {
+        match self.kind {
+            TaskKind::Copy => self.lag + COPY_SYMBOLS,
+            TaskKind::Adding => self.lag - 1,
+        }
+    }
+
+    /// The task whose length is closest to `steps` (the shortest there is, if none is as short).
+    pub fn of_length(kind: TaskKind, steps: usize) -> Task {
+        let offset = Task { kind, lag: 0 }.steps();
+        Task { kind, lag: steps.saturating_sub(offset).max(Task::min_lag(kind)) }
+    }
+
+    /// The lag (real-valued) whose longest dependency is `d` steps: [`Task::dependency`] inverted.
+    pub fn lag_for_dependency(kind: TaskKind, d: f64) -> f64 {
+        match kind {
+            TaskKind::Copy => d - COPY_SYMBOLS as f64,
+            TaskKind::Adding => d + 1.0,
+        }
+    }
+
     /// Input channels I.
     pub fn input_size(&self) -> usize {
         match self.kind {
@@ -235,6 +259,34 @@ mod tests {
         let (loss, dy) = batch.loss(&y);
         assert!((loss - task.baseline()).abs() < 5.0 * 0.197 / (b as f64).sqrt(), "{loss}");
         assert!(dy.columns(0, 49 * b).iter().all(|&v| v == 0.0), "only the last step is scored");
+    }
+
+    #[test]
+    fn the_longest_dependency_is_the_layouts() {
+        // Copy: the symbol at step s is the target at step s + dependency, for every s.
+        let task = Task { kind: TaskKind::Copy, lag: 7 };
+        let b = task.batch(3, &mut rng(5));
+        let Target::Classes(classes) = &b.target else { panic!("copy has classes") };
+        for s in 0..COPY_SYMBOLS {
+            for seq in 0..3 {
+                let symbol = (1..=8).find(|&c| b.x[(c, s * 3 + seq)] == 1.0).expect("a symbol");
+                assert_eq!(classes[(s + task.dependency()) * 3 + seq], symbol);
+            }
+        }
+        assert_eq!(task.dependency(), 17);
+        // Adding: the largest distance from a marker to the last step over many sequences.
+        let task = Task { kind: TaskKind::Adding, lag: 10 };
+        let b = task.batch(256, &mut rng(6));
+        let far = (0..256)
+            .map(|seq| (0..10).find(|&t| b.x[(1, t * 256 + seq)] == 1.0).map(|t| 9 - t).expect("a marker"))
+            .max();
+        assert_eq!(far, Some(task.dependency()));
+        for kind in [TaskKind::Copy, TaskKind::Adding] {
+            let t = Task { kind, lag: 40 };
+            assert_eq!(Task::lag_for_dependency(kind, t.dependency() as f64), 40.0);
+            assert_eq!(Task::of_length(kind, t.steps()), t);
+            assert_eq!(Task::of_length(kind, 1).lag, Task::min_lag(kind));
+        }
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! f64, optional global-norm clipping, Adam; per update the loss, the gradient norm before
 //! clipping and whether it was clipped; every `probe_every` updates (and at 0 and the end) the
 //! horizon of the cell's headline Jacobian product (‖∂h_T/∂h_s‖, the LSTM's (h, c) map) on a
-//! held-out sequence, exact in f64.
+//! held-out sequence, exact in f64; after the last update, the loss on a held-out evaluation batch
+//! of [`EVAL_BATCH`] sequences, by which a run counts as solved.
 //!
-//! Streams: the model, the batches and the held-out sequence each come from their own ChaCha8
-//! stream of the seed, so a run is a function of its configuration, on any number of threads.
+//! Streams: the model, the batches, the held-out sequence and the evaluation batch each come from
+//! their own ChaCha8 stream of the seed, so a run is a function of its configuration, on any
+//! number of threads.
 
 use super::optim::{Adam, AdamConfig, clip_grad_norm};
 use super::tasks::Task;
@@ -19,7 +21,13 @@ use crate::scalar::Scalar;
 use nalgebra::{DMatrix, DVector};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// A run counts as solved when its evaluation loss is below this fraction of the task's baseline
+/// (THEORY.md §9).
+pub const SOLVED_FRACTION: f64 = 0.1;
+/// Sequences in the evaluation batch.
+pub const EVAL_BATCH: usize = 256;
 
 /// Everything a training run depends on.
 #[derive(Clone, Debug)]
@@ -42,7 +50,7 @@ pub struct TrainConfig {
 }
 
 /// One logged update (`train.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
     /// Updates done before this row's batch (0 = at initialisation).
     pub step: usize,
@@ -63,16 +71,42 @@ pub struct LogRow {
 pub struct Trained {
     pub params: Params<f64>,
     pub log: Vec<LogRow>,
+    /// The task loss on the evaluation batch after the last update.
+    pub eval_loss: f64,
 }
 
 impl Trained {
-    /// The loss of a batch after the last update (the last log row).
+    /// The loss of a training batch after the last update (the last log row).
     pub fn final_loss(&self) -> f64 {
         self.log.last().map_or(f64::NAN, |r| r.loss)
     }
+
+    /// Whether the evaluation loss is below [`SOLVED_FRACTION`] of the baseline of `task`.
+    pub fn solved(&self, task: Task) -> bool {
+        self.eval_loss < SOLVED_FRACTION * task.baseline()
+    }
+
+    /// The first logged update at which the mean training loss over the `window` updates up to it
+    /// is below [`SOLVED_FRACTION`] of the baseline: how long a run took to solve `task`.
+    pub fn steps_to_solve(&self, task: Task, window: usize) -> Option<usize> {
+        let threshold = SOLVED_FRACTION * task.baseline();
+        let window = window.max(1);
+        let mut sum = 0.0;
+        for (i, r) in self.log.iter().enumerate() {
+            sum += r.loss;
+            if i >= window {
+                sum -= self.log[i - window].loss;
+            }
+            if i + 1 >= window && sum / (window as f64) < threshold {
+                return Some(r.step);
+            }
+        }
+        None
+    }
 }
 
-/// The stream `k` of `seed`: 0 the model, 1 the batches, 2 the held-out sequence.
+/// The stream `k` of `seed`: 0 the model, 1 the batches, 2 the held-out sequence, 3 the
+/// evaluation batch.
 fn stream(seed: u64, k: u64) -> ChaCha8Rng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     r.set_stream(k);
@@ -133,7 +167,10 @@ pub fn train<T: Scalar>(config: &TrainConfig, mut on_row: impl FnMut(&LogRow)) -
             adam.update(&mut p_refs, &g_refs);
         }
     }
-    Trained { params: params.cast(), log }
+    let eval = task.batch(EVAL_BATCH, &mut stream(config.seed, 3));
+    let inputs = Inputs::with_zero_state(&params, eval.x.map(T::of), eval.steps, eval.batch);
+    let eval_loss = eval.loss(&forward(&params, &inputs).y).0.as_f64();
+    Trained { params: params.cast(), log, eval_loss }
 }
 
 #[cfg(test)]
@@ -162,9 +199,20 @@ mod tests {
         let c = config(TaskKind::Adding, 10, CellKind::Lstm, 400);
         let run = train::<f64>(&c, |_| {});
         let baseline = c.task.baseline();
-        eprintln!("adding L = 10: loss {} → {} (baseline {baseline})", run.log[0].loss, run.final_loss());
+        eprintln!(
+            "adding L = 10: loss {} → {} (held out {}, baseline {baseline})",
+            run.log[0].loss,
+            run.final_loss(),
+            run.eval_loss
+        );
         assert!(run.log[0].loss > 0.5 * baseline, "an untrained model is no better than the baseline");
         assert!(run.final_loss() < 0.1 * baseline, "final loss {} vs baseline {baseline}", run.final_loss());
+        assert!(run.solved(c.task), "held-out loss {} vs baseline {baseline}", run.eval_loss);
+        let solved_at = run.steps_to_solve(c.task, 10).expect("solved");
+        assert!((10..400).contains(&solved_at), "{solved_at}");
+        // The window's mean is below the threshold at that step and at no step before.
+        let mean = |s: usize| run.log[s - 9..=s].iter().map(|r| r.loss).sum::<f64>() / 10.0;
+        assert!(mean(solved_at) < 0.1 * baseline && mean(solved_at - 1) >= 0.1 * baseline);
         assert_eq!(run.log.len(), 401);
         assert!(run.log.iter().filter(|r| r.probed).count() == 9, "probed at 0, 50, …, 400");
     }

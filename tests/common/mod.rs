@@ -125,8 +125,20 @@ pub fn elementwise_rel_err(what: &str, a: &[f64], b: &[f64], floor: f64) -> f64 
 pub fn shrunk_built_in(name: &str) -> String {
     let text = gradlab::experiment::BUILT_IN.iter().find(|(n, _)| *n == name).unwrap().1;
     let mut t: toml::Table = text.parse().unwrap();
-    t.insert("hidden".into(), toml::Value::Array(vec![toml::Value::Integer(6)]));
-    t.insert("seq_len".into(), toml::Value::Array(vec![toml::Value::Integer(30)]));
+    let ints = |v: &[i64]| toml::Value::Array(v.iter().map(|&i| toml::Value::Integer(i)).collect());
+    t.insert("hidden".into(), ints(&[6]));
+    match t.get_mut("train").and_then(|p| p.as_table_mut()) {
+        // Training runs: two short lags, a few updates of small batches.
+        Some(train) => {
+            train.insert("lags".into(), ints(&[4, 8]));
+            for (k, v) in [("steps", 30), ("batch", 8), ("probe_every", 10), ("log_every", 5)] {
+                train.insert(k.into(), toml::Value::Integer(v));
+            }
+        }
+        None => {
+            t.insert("seq_len".into(), ints(&[30]));
+        }
+    }
     t.insert("seeds".into(), toml::Value::Array(vec![toml::Value::Integer(0), toml::Value::Integer(1)]));
     if let Some(p) = t.get_mut("probes").and_then(|p| p.as_table_mut())
         && p.contains_key("lyapunov_burn_in")
