@@ -112,3 +112,123 @@ fn bad_training_flags_exit_2_with_one_line() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The trainer against PyTorch. `export_pytorch_cases` (ignored; run by hand) writes each case's
+// initial model and batches; `benches/peers/train_check.py` trains them with torch in f64 and
+// writes the losses and gradient norms of every update to `tests/fixtures/train/pytorch.csv`,
+// with a hash of the inputs it trained on. The test regenerates the inputs, checks the hash (the
+// fixture is about these very inputs) and trains with gradlab.
+//
+//   cargo test --release --test train -- --ignored export_pytorch_cases
+//   python3 benches/peers/train_check.py target/pytorch-cases > tests/fixtures/train/pytorch.csv
+
+use gradlab::cell::CellKind;
+use gradlab::init::InitSpec;
+use gradlab::train::optim::AdamConfig;
+use gradlab::train::tasks::{Target, Task, TaskKind};
+use gradlab::train::trainer::{TrainConfig, batches, initial_params, train};
+
+/// Updates compared with PyTorch.
+const UPDATES: usize = 50;
+
+/// The cases: every cell, both tasks and losses, clipping that binds, and none.
+fn pytorch_cases() -> Vec<(&'static str, TrainConfig)> {
+    let config = |kind, lag, cell, clip, lr| TrainConfig {
+        task: Task { kind, lag },
+        cell,
+        init: InitSpec::default(),
+        hidden: 8,
+        batch: 4,
+        steps: UPDATES,
+        adam: AdamConfig { lr, ..AdamConfig::default() },
+        clip,
+        seed: 11,
+        probe_every: 0,
+        threshold: 1e-3,
+    };
+    vec![
+        ("lstm-copy-clip", config(TaskKind::Copy, 5, CellKind::Lstm, Some(0.5), 0.01)),
+        ("gru-adding", config(TaskKind::Adding, 12, CellKind::Gru, None, 0.02)),
+        ("rnn-adding-clip", config(TaskKind::Adding, 12, CellKind::Rnn, Some(1.0), 0.01)),
+        ("rnn-relu-copy-clip", config(TaskKind::Copy, 3, CellKind::RnnRelu, Some(0.2), 0.005)),
+    ]
+}
+
+/// A case's inputs as torch reads them: the model in PyTorch's layout (with `head.*`), then per
+/// update `x{k}` (T, B, I) and `target{k}` (classes (T, B) or sums (B), as f64); and its config.
+fn case_inputs(c: &TrainConfig) -> (Vec<u8>, String) {
+    let mut tensors = initial_params(c).to_tensors();
+    for (k, b) in batches(c).take(UPDATES).enumerate() {
+        let (t, n, i) = (b.steps, b.batch, b.x.nrows());
+        // Column t·B + b of the I × T·B matrix is step t of sequence b: its column-major data is
+        // the C-order (T, B, I) array.
+        tensors.push((format!("x{k}"), vec![t, n, i], b.x.as_slice().to_vec()));
+        tensors.push(match &b.target {
+            Target::Classes(c) => (format!("target{k}"), vec![t, n], c.iter().map(|&c| c as f64).collect()),
+            Target::Sum(s) => (format!("target{k}"), vec![n], s.clone()),
+        });
+    }
+    let config = format!(
+        r#"{{"cell": "{}", "task": "{}", "lag": {}, "hidden": {}, "batch": {}, "updates": {UPDATES}, "lr": {}, "clip": {}}}"#,
+        c.cell,
+        c.task.kind.name(),
+        c.task.lag,
+        c.hidden,
+        c.batch,
+        c.adam.lr,
+        c.clip.map_or("null".to_string(), |c| c.to_string())
+    );
+    (to_safetensors_bytes(&tensors).unwrap(), config)
+}
+
+#[test]
+#[ignore = "writes the inputs for benches/peers/train_check.py"]
+fn export_pytorch_cases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pytorch-cases");
+    for (name, c) in pytorch_cases() {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bytes, config) = case_inputs(&c);
+        std::fs::write(dir.join("inputs.safetensors"), bytes).unwrap();
+        std::fs::write(dir.join("config.json"), config).unwrap();
+    }
+}
+
+#[test]
+fn fifty_updates_match_pytorch_in_f64() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/pytorch.csv");
+    let mut rows = csv::Reader::from_path(&path).unwrap();
+    let mut expected: Vec<(String, String, usize, f64, f64)> = Vec::new();
+    for r in rows.deserialize() {
+        expected.push(r.unwrap());
+    }
+    let cases = pytorch_cases();
+    assert_eq!(expected.len(), cases.len() * UPDATES, "{} rows", expected.len());
+    for (name, c) in &cases {
+        let torch: Vec<&(String, String, usize, f64, f64)> = expected.iter().filter(|r| r.0 == *name).collect();
+        assert_eq!(torch.len(), UPDATES, "{name}");
+        let hash = format!("{:016x}", gradlab::experiment::grid::fnv1a(&case_inputs(c).0));
+        assert_eq!(torch[0].1, hash, "{name}: the fixture was made from other inputs; regenerate it");
+        let run = train::<f64>(c, |_| {});
+        let (mut clipped, mut worst) = (0, 0.0f64);
+        for (k, t) in torch.iter().enumerate() {
+            let r = &run.log[k];
+            assert_eq!(t.2, k);
+            for (what, ours, theirs) in [("loss", r.loss, t.3), ("grad_norm", r.grad_norm, t.4)] {
+                let rel = ((ours - theirs) / theirs).abs();
+                assert!(rel <= 1e-9, "{name} update {k} {what}: gradlab {ours}, torch {theirs} (rel {rel:e})");
+                worst = worst.max(rel);
+            }
+            clipped += r.clipped as usize;
+        }
+        // Clipping binds where it is set (else the clipped path is untested), and never without.
+        match c.clip {
+            Some(_) => assert!(clipped > 0, "{name}: clipping never bound"),
+            None => assert_eq!(clipped, 0),
+        }
+        eprintln!("{name}: {UPDATES} updates, largest relative difference from torch {worst:.1e}, clipped {clipped}");
+        let first = (run.log[0].loss, run.log[UPDATES - 1].loss);
+        assert!(first.1 < first.0, "{name}: 50 updates lower the loss: {first:?}");
+    }
+}

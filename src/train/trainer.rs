@@ -10,7 +10,7 @@
 //! number of threads.
 
 use super::optim::{Adam, AdamConfig, clip_grad_norm};
-use super::tasks::Task;
+use super::tasks::{Batch, Task};
 use crate::bptt::{Inputs, backward, forward};
 use crate::cell::CellKind;
 use crate::estimate::summarize;
@@ -126,6 +126,12 @@ pub fn initial_params(config: &TrainConfig) -> Params<f64> {
     Params::new(config.cell, rnn.layers().to_vec(), Some(HeadParams { weight, bias })).expect("shapes built to fit")
 }
 
+/// The training batches of a run, in update order (the first is update 0's).
+pub fn batches(config: &TrainConfig) -> impl Iterator<Item = Batch> + '_ {
+    let mut rng = stream(config.seed, 1);
+    std::iter::repeat_with(move || config.task.batch(config.batch, &mut rng))
+}
+
 /// The horizon of the headline product on the held-out sequence, exact in f64.
 fn horizon(params: &Params<f64>, held_out: &Inputs<f64>, threshold: f64) -> Option<usize> {
     let tape = forward(params, held_out);
@@ -139,7 +145,7 @@ fn horizon(params: &Params<f64>, held_out: &Inputs<f64>, threshold: f64) -> Opti
 pub fn train<T: Scalar>(config: &TrainConfig, mut on_row: impl FnMut(&LogRow)) -> Trained {
     let task = config.task;
     let mut params: Params<T> = initial_params(config).cast();
-    let mut batches = stream(config.seed, 1);
+    let mut batches = batches(config);
     let held = task.batch(1, &mut stream(config.seed, 2));
     let held_out = Inputs::with_zero_state(&params.cast::<f64>(), held.x, held.steps, 1);
     let lengths: Vec<usize> = params.clone().slices_mut().iter().map(|(_, s)| s.len()).collect();
@@ -148,7 +154,7 @@ pub fn train<T: Scalar>(config: &TrainConfig, mut on_row: impl FnMut(&LogRow)) -
     for step in 0..=config.steps {
         let probed = step == 0 || step == config.steps || (config.probe_every > 0 && step % config.probe_every == 0);
         let horizon = probed.then(|| horizon(&params.cast(), &held_out, config.threshold)).flatten();
-        let batch = task.batch(config.batch, &mut batches);
+        let batch = batches.next().expect("an endless stream");
         let inputs = Inputs::with_zero_state(&params, batch.x.map(T::of), batch.steps, batch.batch);
         let tape = forward(&params, &inputs);
         let (loss, dy) = batch.loss(&tape.y);
