@@ -1,6 +1,7 @@
 //! Throughput benchmarks: the machine's GEMM peak (one core), forward and forward+backward for
 //! every cell in f32 and f64 over the shapes PyTorch is compared on (T = 100), and the
-//! gradient-flow probe at H = 256, T = 500.
+//! gradient-flow probe at H = 256, T = 500; one training update (forward, loss, backward,
+//! clipping, Adam) on the adding and copy tasks at T = 100, batch 32, f32.
 //! One axis per group (the shape); throughput is T·B sequence steps per second.
 //!
 //! `cargo bench` runs everything (~10 minutes on 2 cores). `GRADLAB_BENCH_SHAPES=small` keeps
@@ -14,6 +15,9 @@ use gradlab::linalg::{Op, gemm};
 use gradlab::params::Params;
 use gradlab::probe::{Quantity, jacobian_flow};
 use gradlab::scalar::Scalar;
+use gradlab::train::optim::AdamConfig;
+use gradlab::train::tasks::{Task, TaskKind};
+use gradlab::train::trainer::{Learner, TrainConfig, batches, initial_params};
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -100,6 +104,50 @@ fn probe(c: &mut Criterion) {
     group.finish();
 }
 
+/// (task, T, B, H) of the training benches, as in the PyTorch comparison.
+const TRAIN_SHAPES: [(TaskKind, usize, usize, usize); 3] =
+    [(TaskKind::Adding, 100, 32, 32), (TaskKind::Adding, 100, 32, 128), (TaskKind::Copy, 100, 32, 128)];
+
+/// One Adam update with clipping at 1 (`train::trainer::Learner::step`) on a fixed batch: the
+/// work of every update of `gradlab train` and the trainability experiment. Throughput: updates.
+fn training(c: &mut Criterion) {
+    let shapes = match std::env::var("GRADLAB_BENCH_SHAPES").as_deref() {
+        Ok("small") => &TRAIN_SHAPES[..1],
+        _ => &TRAIN_SHAPES[..],
+    };
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let mut group = c.benchmark_group(format!("train/{cell}/f32"));
+        group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
+        group.throughput(Throughput::Elements(1));
+        for &(kind, steps, batch, hidden) in shapes {
+            let task = Task::of_length(kind, steps);
+            let mut state = None;
+            let id = format!("{}_T{steps}_B{batch}_H{hidden}", kind.name());
+            group.bench_with_input(BenchmarkId::from_parameter(id), &(), |bench, _| {
+                let (learner, batch) = state.get_or_insert_with(|| {
+                    let config = TrainConfig {
+                        task,
+                        cell,
+                        init: InitSpec::default(),
+                        hidden,
+                        batch,
+                        steps: 1,
+                        adam: AdamConfig::default(),
+                        clip: Some(1.0),
+                        seed: 1,
+                        probe_every: 0,
+                        threshold: 1e-3,
+                    };
+                    let batch = batches(&config).next().expect("endless");
+                    (Learner::<f32>::new(initial_params(&config).cast(), config.adam, config.clip), batch)
+                });
+                bench.iter(|| black_box(learner.step(black_box(&*batch), true)))
+            });
+        }
+        group.finish();
+    }
+}
+
 /// The practical GEMM peak of one core: a square product through the kernel every bench uses
 /// (`linalg::gemm`, called off the rayon pool, so on one thread). Throughput counts flops.
 fn gemm_peak(c: &mut Criterion) {
@@ -128,6 +176,6 @@ criterion_group! {
     name = benches;
     // No HTML plots: criterion's plotters charts would need system fonts.
     config = Criterion::default().without_plots();
-    targets = gemm_peak, cells, probe
+    targets = gemm_peak, cells, probe, training
 }
 criterion_main!(benches);

@@ -181,7 +181,7 @@ pub fn backward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape: &Tape<T
 
 impl<T: Scalar> Grads<T> {
     /// Zero parameter gradients and empty buffers, for a first [`backward_into`].
-    fn empty(params: &Params<T>) -> Self {
+    pub fn empty(params: &Params<T>) -> Self {
         let empty = || DMatrix::zeros(0, 0);
         Grads {
             params: params.zeros_like(),

@@ -137,6 +137,7 @@ fn render(sections: &[Section], command: &str, seconds: f64) -> String {
                 Verdict::Holds => format!("e.g. {}", first(&f.holds)),
                 Verdict::Fails => format!("e.g. {}", first(&f.fails)),
                 Verdict::HoldsOnlyWhen => format!("holds: {}; fails: {}", first(&f.holds), first(&f.fails)),
+                Verdict::Untested => format!("no case decides it: {}", f.sentence),
             };
             let _ = writeln!(
                 s,

@@ -29,7 +29,11 @@ fn report_runs_every_experiment_then_reuses_the_folders() {
     // Seven claims, each with a verdict; a section per experiment; the footer.
     let claims: Vec<&str> = report.lines().filter(|l| l.starts_with("| ") && l.contains("](#")).collect();
     assert_eq!(claims.len(), 7, "{report}");
-    assert!(claims.iter().all(|l| l.contains("| **holds") || l.contains("| **fails")), "{claims:?}");
+    // (The shrunk trainability runs are too short to learn any lag: untested.)
+    assert!(
+        claims.iter().all(|l| l.contains("| **holds") || l.contains("| **fails") || l.contains("| **untested")),
+        "{claims:?}"
+    );
     for spec in &specs {
         assert!(report.contains(&format!("\n## {}\n", spec.name)), "no section {}", spec.name);
         assert!(report.contains(spec.kind.question()));

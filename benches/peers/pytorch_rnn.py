@@ -5,7 +5,11 @@ median over repetitions, per call. Also times the "obvious" PyTorch probe of ||d
 (spectral and Frobenius, every s) at H = 256, T = 500 in f64, on all cores (gradlab's probe
 uses both).
 
-Usage: python3 benches/peers/pytorch_rnn.py [--quick] > pytorch.csv
+Also times one training update (forward, loss, backward, global-norm clipping at 1, Adam) on
+the shapes of gradlab's `train/` benches: the adding problem (last-step MSE) and the copy task
+(cross-entropy over every step) at T = 100, batch 32, f32, one thread.
+
+Usage: python3 benches/peers/pytorch_rnn.py [--quick | --train-only] > pytorch.csv
 Columns: bench,id,median_seconds,elements (elements = T*B, as criterion's throughput; flops for
 the `gemm` rows, a 1024^3 torch.mm on one thread).
 """
@@ -57,6 +61,40 @@ def bench_cells(shapes, out):
                 for mode, fn in [("forward", fwd), ("forward_backward", fwd_bwd)]:
                     sec = median_time(fn)
                     print(f"{cell}/{name}/{mode},B{b}_I{i}_H{h},{sec!r},{T * b}", file=out, flush=True)
+
+
+# (task, T, B, H) of the training benches; the inputs and outputs are the task's.
+TRAIN_SHAPES = [("adding", 100, 32, 32), ("adding", 100, 32, 128), ("copy", 100, 32, 128)]
+
+
+def bench_train(out):
+    """One Adam update of an RNN/LSTM/GRU with a linear head, PyTorch's defaults throughout."""
+    for cell, cls in CELLS.items():
+        for task, steps, b, h in TRAIN_SHAPES:
+            torch.manual_seed(1)
+            inputs, outputs = (2, 1) if task == "adding" else (10, 10)
+            rnn, head = cls(inputs, h), torch.nn.Linear(h, outputs)
+            params = list(rnn.parameters()) + list(head.parameters())
+            opt = torch.optim.Adam(params, lr=1e-3)
+            x = torch.rand(steps, b, inputs)
+            if task == "adding":
+                target = torch.rand(b) * 2
+            else:
+                target = torch.randint(0, 10, (steps * b,))
+
+            def update():
+                opt.zero_grad(set_to_none=True)
+                y = head(rnn(x)[0])
+                if task == "adding":
+                    loss = ((y[-1, :, 0] - target) ** 2).mean()
+                else:
+                    loss = torch.nn.functional.cross_entropy(y.reshape(-1, outputs), target)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+
+            sec = median_time(update)
+            print(f"train/{cell}/f32,{task}_T{steps}_B{b}_H{h},{sec!r},1", file=out, flush=True)
 
 
 def bench_gemm(out, n=1024):
@@ -130,12 +168,17 @@ def bench_probes(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the two smallest shapes, no probes")
+    ap.add_argument("--train-only", action="store_true", help="only the training updates")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, {torch.__config__.parallel_info().splitlines()[0]}", file=sys.stderr)
     print("bench,id,median_seconds,elements")
+    if args.train_only:
+        bench_train(sys.stdout)
+        return
     shapes = [SHAPES[0], SHAPES[2]] if args.quick else SHAPES
     bench_gemm(sys.stdout)
+    bench_train(sys.stdout)
     bench_cells(shapes, sys.stdout)
     if not args.quick:
         # The probe peer may use every core, as gradlab's probe does.

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p target/peers
-RAYON_NUM_THREADS=1 cargo bench --bench bench_main -- '^(gemm|rnn|lstm|gru)/' "${@}"
+RAYON_NUM_THREADS=1 cargo bench --bench bench_main -- '^(gemm|rnn|lstm|gru|train)/' "${@}"
 cargo bench --bench bench_main -- '^probe/' "${@}"
 python3 benches/peers/pytorch_rnn.py > target/peers/pytorch.csv
 python3 benches/peers/compare.py target/peers/pytorch.csv target/criterion

@@ -50,6 +50,8 @@ pub enum Verdict {
     Fails,
     /// In some: the finding's `holds` list says which.
     HoldsOnlyWhen,
+    /// No case measured decides it (the sentence says why).
+    Untested,
 }
 
 impl std::fmt::Display for Verdict {
@@ -58,6 +60,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Holds => "holds",
             Verdict::Fails => "fails",
             Verdict::HoldsOnlyWhen => "holds only when",
+            Verdict::Untested => "untested",
         })
     }
 }
@@ -80,7 +83,8 @@ impl Finding {
     /// with their numbers; `sentence` says what was measured.
     pub fn new(claim: Claim, holds: Vec<String>, fails: Vec<String>, sentence: String) -> Finding {
         let verdict = match (holds.is_empty(), fails.is_empty()) {
-            (_, true) => Verdict::Holds,
+            (true, true) => Verdict::Untested,
+            (false, true) => Verdict::Holds,
             (true, false) => Verdict::Fails,
             (false, false) => Verdict::HoldsOnlyWhen,
         };
@@ -118,6 +122,7 @@ mod tests {
         assert_eq!(f(&["a"], &[]), Verdict::Holds);
         assert_eq!(f(&[], &["b"]), Verdict::Fails);
         assert_eq!(f(&["a"], &["b"]), Verdict::HoldsOnlyWhen);
+        assert_eq!(f(&[], &[]), Verdict::Untested);
         let md = Finding::new(Claim::FDominates, vec!["a (1%)".into()], vec!["b (2%)".into()], "x".into()).markdown();
         assert!(md.starts_with("- **holds only when** — F = diag") && md.contains("Holds: a (1%). Fails: b (2%)."));
     }

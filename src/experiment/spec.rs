@@ -552,6 +552,20 @@ input_size = 2
     }
 
     #[test]
+    fn every_spec_file_in_experiments_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Spec::read(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n > BUILT_IN.len(), "{n} spec files");
+    }
+
+    #[test]
     fn minimal_spec_gets_defaults() {
         let s = Spec::parse(MINIMAL).unwrap();
         assert_eq!(s.batch, 1);

@@ -216,6 +216,8 @@ fn clip_text(c: Option<f64>) -> String {
 struct Outcome {
     /// Per lag (spec order): (solved runs, runs).
     solved: Vec<(usize, usize)>,
+    /// Per lag: the median held-out loss over the baseline.
+    loss_ratio: Vec<f64>,
     /// The longest lag at least half the seeds solved.
     longest: Option<usize>,
     /// The censored median horizon at initialisation at the longest lag (`None`: beyond its
@@ -254,13 +256,11 @@ impl Trainability<'_> {
 
     fn outcome(&self, all: &Measured, case: &Case) -> Outcome {
         let lags = &self.train.lags;
-        let solved = lags
+        let at = |lag: usize| all.summary.iter().filter(move |(k, _)| case.has(k) && k.lag == lag).map(|(_, r)| r);
+        let solved = lags.iter().map(|&lag| (at(lag).filter(|r| r.solved).count(), at(lag).count())).collect();
+        let loss_ratio = lags
             .iter()
-            .map(|&lag| {
-                let runs: Vec<bool> =
-                    all.summary.iter().filter(|(k, _)| case.has(k) && k.lag == lag).map(|(_, r)| r.solved).collect();
-                (runs.iter().filter(|&&s| s).count(), runs.len())
-            })
+            .map(|&lag| median_all(&at(lag).map(|r| r.final_loss / r.baseline).collect::<Vec<_>>()))
             .collect();
         let last = *lags.iter().max().expect("validated non-empty");
         let at_last: Vec<&SummaryRow> =
@@ -270,6 +270,7 @@ impl Trainability<'_> {
         };
         let mut o = Outcome {
             solved,
+            loss_ratio,
             longest: None,
             horizon_init: h(|r| r.horizon_init),
             horizon_trained: h(|r| r.horizon_trained),
@@ -286,7 +287,7 @@ impl Trainability<'_> {
         let _ = writeln!(
             s,
             "Runs that solved each lag (held-out loss below {SOLVED_FRACTION} of the memoryless baseline after {} Adam \
-             updates of batch {}, lr {}, {}), the longest lag learned (by at least half of the {} seeds), and the median \
+             updates of batch {}, lr {}, {}; in brackets the median held-out loss over the baseline), the longest lag learned (by at least half of the {} seeds), and the median \
              horizon of the headline Jacobian product (threshold {:e}) on a held-out sequence of the longest lag, before \
              and after training (\"> T\": never below the threshold within the sequence):\n",
             t.steps,
@@ -305,13 +306,14 @@ impl Trainability<'_> {
             "| cell | init | H | task | clip |{lag_cols} longest lag learned | its dependency | horizon at init | horizon trained |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|{}---|---|---|---|", "---|".repeat(t.lags.len()));
-        let (mut holds, mut fails, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut holds, mut fails, mut untested, mut notes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let horizon_text = |h: Option<f64>, steps: usize| h.map_or(format!("> {steps}"), |h| format!("{h:.0}"));
         for &kind in &t.tasks {
             let mut pairs = Vec::new(); // (horizon at init, longest lag learned) per case, by clip and H
             for case in self.cases(kind) {
                 let o = self.outcome(all, &case);
-                let counts: String = o.solved.iter().map(|(k, n)| format!(" {k}/{n} |")).collect();
+                let counts: String =
+                    o.solved.iter().zip(&o.loss_ratio).map(|((k, n), r)| format!(" {k}/{n} ({r:.2}) |")).collect();
                 let longest = o.longest.map_or("none".to_string(), |l| l.to_string());
                 let dependency = o.longest.map_or("—".to_string(), |lag| Task { kind, lag }.dependency().to_string());
                 let _ = writeln!(
@@ -344,7 +346,10 @@ impl Trainability<'_> {
                     range(&predicted),
                     range(&learned)
                 );
-                if predicted == learned {
+                // A case that learned no lag at all says nothing about the horizon: its budget did.
+                if learned.is_empty() {
+                    untested.push(item);
+                } else if predicted == learned {
                     holds.push(item)
                 } else {
                     fails.push(item)
@@ -382,12 +387,19 @@ impl Trainability<'_> {
                 ));
             }
         }
-        let sentence = format!(
+        let mut sentence = format!(
             "per (cell, init{}, task): whether the lags learned (solved by at least half the seeds) are exactly those \
              whose longest dependency lies within the gradient horizon measured before training (threshold {:e})",
             if clips > 1 { ", clip" } else { "" },
             spec.probes.horizon_threshold
         );
+        if !untested.is_empty() {
+            let _ = write!(
+                sentence,
+                "; cases that learned no lag are left out, as the update budget and not the horizon decided them: {}",
+                untested.join("; ")
+            );
+        }
         (s, vec![Finding::new(Claim::HorizonPredicts, holds, fails, sentence)], notes)
     }
 
@@ -631,24 +643,40 @@ steps = 10
         let b = rows("b", Some(15), |_, _| true);
         let all = Measured { curves: vec![], summary: a.iter().chain(&b).cloned().collect() };
         let (table, findings, notes) = exp.summary(&all);
-        assert!(table.contains("| rnn | a | 4 | adding | 1 | 2/2 | 2/2 | 0/2 | 10 | 9 | 15 | > 20 |"), "{table}");
-        assert!(table.contains("| rnn | b | 4 | adding | 1 | 2/2 | 2/2 | 2/2 | 20 | 19 | 15 | > 20 |"), "{table}");
+        assert!(
+            table.contains("| rnn | a | 4 | adding | 1 | 2/2 (0.01) | 2/2 (0.01) | 0/2 (1.02) | 10 | 9 | 15 | > 20 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| rnn | b | 4 | adding | 1 | 2/2 (0.01) | 2/2 (0.01) | 2/2 (0.01) | 20 | 19 | 15 | > 20 |"),
+            "{table}"
+        );
         let f = &findings[0];
         assert_eq!(f.verdict, Verdict::HoldsOnlyWhen);
         assert!(f.holds.contains("rnn a adding (horizon 15 predicts lags 5–10; learned lags 5–10)"), "{f:?}");
         assert!(f.fails.contains("rnn b adding (horizon 15 predicts lags 5–10; learned lags 5–20)"), "{f:?}");
         // Equal horizons: no rank correlation.
         assert!(notes.iter().any(|n| n.contains("ρ = undefined")), "{notes:?}");
-        // b learning only lags 5 and 10 flips the verdict to holds; a horizon beyond the sequence
-        // predicts every lag, so a learning none of them fails, with the budget note.
+        // b learning only lags 5 and 10 flips the verdict to holds; a case that learns no lag (a
+        // horizon beyond the sequence predicts every lag) is left out of the verdict, named in the
+        // sentence and in a note on the budget; with no case left, the claim is untested.
         let b = rows("b", Some(15), |lag, _| lag <= 10);
         let all = Measured { curves: vec![], summary: a.iter().chain(&b).cloned().collect() };
         assert_eq!(exp.summary(&all).1[0].verdict, Verdict::Holds);
         let a = rows("a", None, |_, _| false);
         let all = Measured { curves: vec![], summary: a.iter().chain(&b).cloned().collect() };
         let (table, findings, notes) = exp.summary(&all);
-        assert!(table.contains("| rnn | a | 4 | adding | 1 | 0/2 | 0/2 | 0/2 | none | — | > 20 |"), "{table}");
-        assert!(findings[0].fails.contains("rnn a adding (horizon > 20 predicts lags 5–20; learned no lag)"));
+        assert!(
+            table.contains("| rnn | a | 4 | adding | 1 | 0/2 (1.02) | 0/2 (1.02) | 0/2 (1.02) | none | — | > 20 |"),
+            "{table}"
+        );
+        assert_eq!(findings[0].verdict, Verdict::Holds);
+        assert!(
+            findings[0].sentence.contains("left out") && findings[0].sentence.contains("rnn a adding (horizon > 20")
+        );
+        let b = rows("b", Some(15), |_, _| false);
+        let none = Measured { curves: vec![], summary: a.iter().chain(&b).cloned().collect() };
+        assert_eq!(exp.summary(&none).1[0].verdict, Verdict::Untested);
         assert!(notes.iter().any(|n| n.contains("rnn a solved the adding task at no lag")), "{notes:?}");
         // Horizons 15 (b) and beyond (a) against longest lags 10 (b) and none (a): ρ undefined
         // with two cases; the note says how many.

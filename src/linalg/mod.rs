@@ -37,15 +37,124 @@ pub fn gemm<T: Scalar>(
     b: DMatrixView<'_, T>,
     op_b: Op,
     beta: T,
-    mut c: DMatrixViewMut<'_, T>,
+    c: DMatrixViewMut<'_, T>,
 ) {
-    let (m, k, rsa, csa) = oriented(a.nrows(), a.ncols(), a.strides(), op_a);
-    let (k2, n, rsb, csb) = oriented(b.nrows(), b.ncols(), b.strides(), op_b);
+    let (m, k, _, _) = oriented(a.nrows(), a.ncols(), a.strides(), op_a);
+    let (k2, n, _, _) = oriented(b.nrows(), b.ncols(), b.strides(), op_b);
     assert_eq!(k, k2, "gemm: inner dimensions differ");
     assert_eq!((m, n), c.shape(), "gemm: output shape differs");
     if m == 0 || n == 0 {
         return;
     }
+    // Decided on the whole product, never on a part of a split, so that the bits do not depend
+    // on the number of threads.
+    match Skinny::of(m, k, n, op_a, op_b) {
+        Some(shape) => skinny(shape, alpha, a, b, op_b, beta, c),
+        None => gemm_general(alpha, a, op_a, b, op_b, beta, c),
+    }
+}
+
+/// A product with a dimension of at most this size runs as matrix-vector products (below).
+const SKINNY: usize = 4;
+
+/// The products a GEMM kernel does badly: it packs (copies) the large operand and pads the small
+/// dimension to its tile (16 or more), for a few flops per value. Training on a task with few
+/// inputs or outputs makes them: the input projection (k = I), ∂L/∂W_ih (n = I), ∂L/∂x (m = I).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skinny {
+    /// k ≤ SKINNY, op(a) = a: column j of c is a·(column j of b), a product with k columns.
+    Inner,
+    /// n ≤ SKINNY, op(a) = a: column j of c is a·(column j of op(b)), streaming a once per j.
+    Columns,
+    /// m ≤ SKINNY, op(a) = aᵀ, op(b) = b: row i of c is bᵀ·(column i of a), a dot product per
+    /// column of b.
+    Rows,
+}
+
+impl Skinny {
+    fn of(m: usize, k: usize, n: usize, op_a: Op, op_b: Op) -> Option<Skinny> {
+        if n == 1 {
+            return None; // the matrix-vector path already
+        }
+        match (op_a, op_b) {
+            (Op::N, Op::N) if k <= SKINNY => Some(Skinny::Inner),
+            (Op::N, _) if n <= SKINNY => Some(Skinny::Columns),
+            (Op::T, Op::N) if m <= SKINNY => Some(Skinny::Rows),
+            _ => None,
+        }
+    }
+}
+
+/// The column-major values of a view (unit row stride by its type) and its column stride.
+fn raw<'a, T: Scalar>(a: &DMatrixView<'a, T>) -> (&'a [T], usize) {
+    let (rows, cols, lda) = (a.nrows(), a.ncols(), a.strides().1);
+    let len = if rows == 0 || cols == 0 { 0 } else { (cols - 1) * lda + rows };
+    // SAFETY: column j of the view is the `rows` values from ptr + j·lda, all within `len`.
+    (unsafe { std::slice::from_raw_parts(a.as_ptr(), len) }, lda)
+}
+
+/// `c = alpha·op(a)·op(b) + beta·c` for a [`Skinny`] shape, by [`matvec_dispatch`]: every entry
+/// is one row-by-column sum in a fixed order, whatever the CPU.
+fn skinny<T: Scalar>(
+    shape: Skinny,
+    alpha: T,
+    a: DMatrixView<'_, T>,
+    b: DMatrixView<'_, T>,
+    op_b: Op,
+    beta: T,
+    mut c: DMatrixViewMut<'_, T>,
+) {
+    if a.nrows() == 0 || a.ncols() == 0 {
+        // k = 0: c = beta·c.
+        let zero = T::zero();
+        c.iter_mut().for_each(|v| *v = if beta == zero { zero } else { beta * *v });
+        return;
+    }
+    let (a_raw, lda) = raw(&a);
+    let (b_raw, ldb) = raw(&b);
+    match shape {
+        Skinny::Inner | Skinny::Columns => {
+            let mut gathered = Vec::new();
+            for j in 0..c.ncols() {
+                let x: &[T] = match op_b {
+                    Op::N => &b_raw[j * ldb..][..b.nrows()],
+                    Op::T => {
+                        gathered.clear();
+                        gathered.extend(b.row(j).iter().copied());
+                        &gathered
+                    }
+                };
+                let mut y = c.column_mut(j);
+                // SAFETY: a column of a column-major view is contiguous (unit row stride).
+                let y = unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr(), y.len()) };
+                matvec_dispatch(Op::N, alpha, a_raw, lda, x, beta, y);
+            }
+        }
+        Skinny::Rows => {
+            let mut row = vec![T::zero(); c.ncols()];
+            for i in 0..c.nrows() {
+                if beta != T::zero() {
+                    row.iter_mut().zip(c.row(i).iter()).for_each(|(r, &v)| *r = v);
+                }
+                matvec_dispatch(Op::T, alpha, b_raw, ldb, &a_raw[i * lda..][..a.nrows()], beta, &mut row);
+                c.row_mut(i).iter_mut().zip(&row).for_each(|(v, &r)| *v = r);
+            }
+        }
+    }
+}
+
+/// [`gemm`] without the [`Skinny`] paths: split over threads, one column, or the kernel.
+fn gemm_general<T: Scalar>(
+    alpha: T,
+    a: DMatrixView<'_, T>,
+    op_a: Op,
+    b: DMatrixView<'_, T>,
+    op_b: Op,
+    beta: T,
+    mut c: DMatrixViewMut<'_, T>,
+) {
+    let (m, k, rsa, csa) = oriented(a.nrows(), a.ncols(), a.strides(), op_a);
+    let (_, n, rsb, csb) = oriented(b.nrows(), b.ncols(), b.strides(), op_b);
     if let Some(top) = split_rows(m, k, n) {
         let (a_top, a_bottom) = match op_a {
             Op::N => (a.rows(0, top), a.rows(top, m - top)),
@@ -53,8 +162,8 @@ pub fn gemm<T: Scalar>(
         };
         let (c_top, c_bottom) = c.rows_range_pair_mut(0..top, top..);
         rayon::join(
-            || gemm(alpha, a_top, op_a, b, op_b, beta, c_top),
-            || gemm(alpha, a_bottom, op_a, b, op_b, beta, c_bottom),
+            || gemm_general(alpha, a_top, op_a, b, op_b, beta, c_top),
+            || gemm_general(alpha, a_bottom, op_a, b, op_b, beta, c_bottom),
         );
         return;
     }
@@ -285,6 +394,47 @@ mod tests {
                 gemm(2.0, aa.as_view(), oa, bb.as_view(), ob, 0.5, c.as_view_mut());
                 assert!((&c - &expect).amax() < 1e-12, "{oa:?}{ob:?}");
             }
+        }
+    }
+
+    #[test]
+    fn skinny_products_take_the_matrix_vector_path_and_agree() {
+        let f = |r: usize, c: usize, s: f64| DMatrix::from_fn(r, c, |i, j| ((i * 7 + j * 3) as f64 * s).sin());
+        // (m, k, n, op_a, op_b, the path): the three skinny shapes, each op of b, k = 0, and
+        // shapes just past the threshold (the kernel).
+        let cases = [
+            (37, 2, 50, Op::N, Op::N, Some(Skinny::Inner)),
+            (37, 4, 9, Op::N, Op::N, Some(Skinny::Inner)),
+            (37, 0, 9, Op::N, Op::N, Some(Skinny::Inner)),
+            (37, 300, 2, Op::N, Op::T, Some(Skinny::Columns)),
+            (37, 300, 3, Op::N, Op::N, Some(Skinny::Columns)),
+            (2, 300, 45, Op::T, Op::N, Some(Skinny::Rows)),
+            (4, 33, 45, Op::T, Op::N, Some(Skinny::Rows)),
+            (37, 5, 9, Op::N, Op::N, None),
+            (2, 300, 45, Op::N, Op::N, None),
+            (5, 300, 45, Op::T, Op::N, None),
+        ];
+        for (m, k, n, op_a, op_b, path) in cases {
+            assert_eq!(Skinny::of(m, k, n, op_a, op_b), path, "{m}×{k}×{n}");
+            let a = if op_a == Op::N { f(m, k, 0.3) } else { f(k, m, 0.3) };
+            let b = if op_b == Op::N { f(k, n, 0.11) } else { f(n, k, 0.11) };
+            let opa = if op_a == Op::N { a.clone() } else { a.transpose() };
+            let opb = if op_b == Op::N { b.clone() } else { b.transpose() };
+            // Into a column block of a wider matrix (a view with a column stride), beta ≠ 0.
+            let mut big = f(m + 3, n + 4, 0.7);
+            let before = big.view((2, 1), (m, n)).into_owned();
+            gemm(0.5, a.as_view(), op_a, b.as_view(), op_b, -2.0, big.view_mut((2, 1), (m, n)));
+            let want = 0.5 * &opa * &opb - 2.0 * &before;
+            let got = big.view((2, 1), (m, n)).into_owned();
+            let err = (&got - &want).abs().max();
+            assert!(err <= 1e-12 * (1.0 + k as f64), "{m}×{k}×{n} {op_a:?}{op_b:?}: {err:e}");
+            assert!(got.iter().all(|v| v.is_finite()));
+            // Nothing outside the block moved.
+            assert_eq!(big.row(0), f(m + 3, n + 4, 0.7).row(0));
+            // beta = 0 does not read c (a NaN there stays out of the result).
+            let mut c = DMatrix::from_element(m, n, f64::NAN);
+            gemm(1.0, a.as_view(), op_a, b.as_view(), op_b, 0.0, c.as_view_mut());
+            assert!((&c - &opa * &opb).abs().max() <= 1e-12 * (1.0 + k as f64), "{m}×{k}×{n}, beta 0");
         }
     }
 

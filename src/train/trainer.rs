@@ -11,7 +11,7 @@
 
 use super::optim::{Adam, AdamConfig, clip_grad_norm};
 use super::tasks::{Batch, Task};
-use crate::bptt::{Inputs, backward, forward};
+use crate::bptt::{Grads, Inputs, Tape, backward_into, forward, forward_into};
 use crate::cell::CellKind;
 use crate::estimate::summarize;
 use crate::init::InitSpec;
@@ -141,38 +141,81 @@ fn horizon(params: &Params<f64>, held_out: &Inputs<f64>, threshold: f64) -> Opti
     summarize(&by_distance, threshold).horizon
 }
 
+/// One update's numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// The task loss of the batch, before the update.
+    pub loss: f64,
+    /// Global 2-norm of the gradient before clipping.
+    pub grad_norm: f64,
+    pub clipped: bool,
+}
+
+/// A model in training, in precision `T`: its parameters, Adam's state, and the tape and
+/// gradients every update reuses (allocated by the first, reallocated only when a batch's shape
+/// changes).
+pub struct Learner<T: Scalar> {
+    pub params: Params<T>,
+    adam: Adam<T>,
+    clip: Option<f64>,
+    buffers: Option<(Tape<T>, Grads<T>)>,
+}
+
+impl<T: Scalar> Learner<T> {
+    pub fn new(params: Params<T>, adam: AdamConfig, clip: Option<f64>) -> Self {
+        let lengths: Vec<usize> = params.clone().slices_mut().iter().map(|(_, s)| s.len()).collect();
+        Learner { adam: Adam::new(adam, &lengths), params, clip, buffers: None }
+    }
+
+    /// The loss of `batch` and its gradient (clipped to the global norm `clip`); with `update`,
+    /// one Adam step on it.
+    pub fn step(&mut self, batch: &Batch, update: bool) -> Step {
+        let inputs = Inputs::with_zero_state(&self.params, batch.x.map(T::of), batch.steps, batch.batch);
+        let (tape, grads) = match &mut self.buffers {
+            Some((tape, grads)) if tape.steps == batch.steps && tape.batch == batch.batch => {
+                forward_into(&self.params, &inputs, tape);
+                (tape, grads)
+            }
+            buffers => {
+                let tape = forward(&self.params, &inputs);
+                let (tape, grads) = buffers.insert((tape, Grads::empty(&self.params)));
+                (tape, grads)
+            }
+        };
+        let (loss, dy) = batch.loss(&tape.y);
+        backward_into(&self.params, &inputs, tape, &dy, grads);
+        let mut g = grads.params.slices_mut();
+        let mut g_refs: Vec<&mut [T]> = g.iter_mut().map(|(_, s)| &mut **s).collect();
+        let clipped = clip_grad_norm(&mut g_refs, self.clip);
+        if update {
+            let g_refs: Vec<&[T]> = g_refs.iter().map(|s| &**s).collect();
+            let mut p = self.params.slices_mut();
+            let mut p_refs: Vec<&mut [T]> = p.iter_mut().map(|(_, s)| &mut **s).collect();
+            self.adam.update(&mut p_refs, &g_refs);
+        }
+        Step { loss: loss.as_f64(), grad_norm: clipped.norm, clipped: clipped.clipped }
+    }
+}
+
 /// Trains in precision `T`; `on_row` sees every log row as it is made (a progress bar).
 pub fn train<T: Scalar>(config: &TrainConfig, mut on_row: impl FnMut(&LogRow)) -> Trained {
     let task = config.task;
-    let mut params: Params<T> = initial_params(config).cast();
+    let mut learner = Learner::<T>::new(initial_params(config).cast(), config.adam, config.clip);
     let mut batches = batches(config);
     let held = task.batch(1, &mut stream(config.seed, 2));
-    let held_out = Inputs::with_zero_state(&params.cast::<f64>(), held.x, held.steps, 1);
-    let lengths: Vec<usize> = params.clone().slices_mut().iter().map(|(_, s)| s.len()).collect();
-    let mut adam = Adam::<T>::new(config.adam, &lengths);
+    let held_out = Inputs::with_zero_state(&learner.params.cast::<f64>(), held.x, held.steps, 1);
     let mut log = Vec::with_capacity(config.steps + 1);
     for step in 0..=config.steps {
         let probed = step == 0 || step == config.steps || (config.probe_every > 0 && step % config.probe_every == 0);
-        let horizon = probed.then(|| horizon(&params.cast(), &held_out, config.threshold)).flatten();
+        let horizon = probed.then(|| horizon(&learner.params.cast(), &held_out, config.threshold)).flatten();
         let batch = batches.next().expect("an endless stream");
-        let inputs = Inputs::with_zero_state(&params, batch.x.map(T::of), batch.steps, batch.batch);
-        let tape = forward(&params, &inputs);
-        let (loss, dy) = batch.loss(&tape.y);
-        let mut grads = backward(&params, &inputs, &tape, &dy).params;
-        let mut g = grads.slices_mut();
-        let mut g_refs: Vec<&mut [T]> = g.iter_mut().map(|(_, s)| &mut **s).collect();
-        let clipped = clip_grad_norm(&mut g_refs, config.clip);
-        let row =
-            LogRow { step, loss: loss.as_f64(), grad_norm: clipped.norm, clipped: clipped.clipped, horizon, probed };
+        // The last row measures the trained model: no update after it.
+        let s = learner.step(&batch, step < config.steps);
+        let row = LogRow { step, loss: s.loss, grad_norm: s.grad_norm, clipped: s.clipped, horizon, probed };
         on_row(&row);
         log.push(row);
-        if step < config.steps {
-            let g_refs: Vec<&[T]> = g_refs.iter().map(|s| &**s).collect();
-            let mut p = params.slices_mut();
-            let mut p_refs: Vec<&mut [T]> = p.iter_mut().map(|(_, s)| &mut **s).collect();
-            adam.update(&mut p_refs, &g_refs);
-        }
     }
+    let params = learner.params;
     let eval = task.batch(EVAL_BATCH, &mut stream(config.seed, 3));
     let inputs = Inputs::with_zero_state(&params, eval.x.map(T::of), eval.steps, eval.batch);
     let eval_loss = eval.loss(&forward(&params, &inputs).y).0.as_f64();
