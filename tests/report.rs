@@ -171,3 +171,18 @@ fn plot_redraws_identical_charts_from_the_csvs() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("decomp.csv"), "{err}");
 }
+
+#[test]
+fn readme_quotes_the_claims_of_the_committed_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let claims = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.replace("](results/REPORT.md#", "](#"))
+            .filter(|l| l.starts_with("| ") && l.contains("](#") && l.contains("| **"))
+            .collect()
+    };
+    let report = claims(&read(&root.join("results/REPORT.md")));
+    let readme = claims(&read(&root.join("README.md")));
+    assert_eq!(report.len(), 7, "{report:#?}");
+    assert_eq!(readme, report, "README's claims table is not the committed report's");
+}

@@ -310,6 +310,7 @@ impl Trainability<'_> {
         let horizon_text = |h: Option<f64>, steps: usize| h.map_or(format!("> {steps}"), |h| format!("{h:.0}"));
         for &kind in &t.tasks {
             let mut pairs = Vec::new(); // (horizon at init, longest lag learned) per case, by clip and H
+            let mut solved_none = Vec::new();
             for case in self.cases(kind) {
                 let o = self.outcome(all, &case);
                 let counts: String =
@@ -339,7 +340,7 @@ impl Trainability<'_> {
                     _ => "no lag".to_string(),
                 };
                 let item = format!(
-                    "{} {} (horizon {} predicts {}; learned {})",
+                    "{} {} (horizon {} predicts {}, learned {})",
                     case.label(clips, hiddens),
                     kind.name(),
                     horizon_text(o.horizon_init, o.steps),
@@ -356,16 +357,20 @@ impl Trainability<'_> {
                 }
                 let horizon = o.horizon_init.unwrap_or(f64::INFINITY);
                 pairs.push(((case.hidden, case.clip.map(f64::to_bits)), horizon, o.longest.unwrap_or(0) as f64));
-                if o.longest.is_none() && o.solved.iter().all(|&(k, _)| k == 0) {
-                    notes.push(format!(
-                        "{} solved the {} task at no lag, the shortest ({}) included: the update budget ({}), not the \
-                         lag, limits it here; a longer run (`experiments/trainability-long.toml`) tests the lags",
-                        case.label(clips, hiddens),
-                        kind.name(),
-                        t.lags.iter().min().expect("non-empty"),
-                        t.steps
-                    ));
+                if o.solved.iter().all(|&(k, _)| k == 0) {
+                    solved_none.push(case.label(clips, hiddens));
                 }
+            }
+            if !solved_none.is_empty() {
+                notes.push(format!(
+                    "no run solved the {} task at any lag, the shortest ({}) included, for {}: the update budget ({}), \
+                     not the lag, limits {} here; `experiments/trainability-long.toml` trains longer",
+                    kind.name(),
+                    t.lags.iter().min().expect("non-empty"),
+                    solved_none.join(", "),
+                    t.steps,
+                    if solved_none.len() == 1 { "it" } else { "them" }
+                ));
             }
             // Rank correlation across (cell, init) at each (H, clip).
             // (H, clip bits) → (horizon at init, longest lag learned) per (cell, init).
@@ -653,8 +658,10 @@ steps = 10
         );
         let f = &findings[0];
         assert_eq!(f.verdict, Verdict::HoldsOnlyWhen);
-        assert!(f.holds.contains("rnn a adding (horizon 15 predicts lags 5–10; learned lags 5–10)"), "{f:?}");
-        assert!(f.fails.contains("rnn b adding (horizon 15 predicts lags 5–10; learned lags 5–20)"), "{f:?}");
+        assert!(f.holds.contains("rnn a adding (horizon 15 predicts lags 5–10, learned lags 5–10)"), "{f:?}");
+        assert!(f.fails.contains("rnn b adding (horizon 15 predicts lags 5–10, learned lags 5–20)"), "{f:?}");
+        // One case per "; "-separated item, as the report reads them.
+        assert_eq!((f.holds.split("; ").count(), f.fails.split("; ").count()), (1, 1), "{f:?}");
         // Equal horizons: no rank correlation.
         assert!(notes.iter().any(|n| n.contains("ρ = undefined")), "{notes:?}");
         // b learning only lags 5 and 10 flips the verdict to holds; a case that learns no lag (a
@@ -677,7 +684,12 @@ steps = 10
         let b = rows("b", Some(15), |_, _| false);
         let none = Measured { curves: vec![], summary: a.iter().chain(&b).cloned().collect() };
         assert_eq!(exp.summary(&none).1[0].verdict, Verdict::Untested);
-        assert!(notes.iter().any(|n| n.contains("rnn a solved the adding task at no lag")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("no run solved the adding task at any lag, the shortest (5) included, for rnn a:")),
+            "{notes:?}"
+        );
         // Horizons 15 (b) and beyond (a) against longest lags 10 (b) and none (a): ρ undefined
         // with two cases; the note says how many.
         assert!(notes.iter().any(|n| n.contains("over 2 (cell, init)")), "{notes:?}");
