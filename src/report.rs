@@ -155,7 +155,7 @@ fn render(sections: &[Section], command: &str, seconds: f64) -> String {
         let _ = writeln!(
             s,
             "[spec]({name}/spec.toml) · [table]({name}/table.csv) · [findings]({name}/findings.csv) · \
-             [per-sequence summary]({name}/summary.csv) · {} grid points in {} s on {} threads\n",
+             [summary.csv]({name}/summary.csv) · {} grid points in {} s on {} threads\n",
             sec.run.points, sec.run.seconds, sec.run.threads
         );
         for c in &sec.charts {

@@ -221,9 +221,11 @@ struct Outcome {
     /// The longest lag at least half the seeds solved.
     longest: Option<usize>,
     /// The censored median horizon at initialisation at the longest lag (`None`: beyond its
-    /// sequence), and that sequence's length.
+    /// sequence).
     horizon_init: Option<f64>,
+    /// Likewise after training.
     horizon_trained: Option<f64>,
+    /// The length T of the longest lag's sequences.
     steps: usize,
 }
 
@@ -408,26 +410,47 @@ impl Trainability<'_> {
         (s, vec![Finding::new(Claim::HorizonPredicts, holds, fails, sentence)], notes)
     }
 
-    /// The lag each task's learning curves are drawn at: the longest any case learned (where the
-    /// cases part), else the shortest.
-    fn shown_lag(&self, all: &Measured, kind: TaskKind) -> usize {
-        self.cases(kind)
+    /// The figures' panels: one per (task, H, clip), each with a line per (cell, init).
+    fn panel_cases(&self) -> Vec<(String, Vec<Case<'_>>)> {
+        let (clips, hiddens) = (self.train.clips.len(), self.spec.hidden.len());
+        let mut out = Vec::new();
+        for &task in &self.train.tasks {
+            for &hidden in &self.spec.hidden {
+                for &clip in &self.train.clips {
+                    let mut title = format!("{} task", task.name());
+                    if hiddens > 1 {
+                        let _ = write!(title, ", H = {hidden}");
+                    }
+                    if clips > 1 {
+                        let _ = write!(title, ", clip {}", clip_text(clip));
+                    }
+                    let cases = self.cases(task).into_iter().filter(|c| c.hidden == hidden && c.clip == clip).collect();
+                    out.push((title, cases));
+                }
+            }
+        }
+        out
+    }
+
+    /// The lag a panel's learning curves are drawn at: the longest any of its cases learned
+    /// (where the cases part), else the shortest.
+    fn shown_lag(&self, all: &Measured, cases: &[Case]) -> usize {
+        cases
             .iter()
             .filter_map(|c| self.outcome(all, c).longest)
             .max()
             .unwrap_or_else(|| *self.train.lags.iter().min().expect("non-empty"))
     }
 
-    /// One line per case of a task's panel (clip and H in the label when they vary).
+    /// One line per case at `lag`: the median over seeds of `value` at every logged update.
     fn case_series(
         &self,
         all: &Measured,
-        kind: TaskKind,
+        cases: &[Case],
         lag: usize,
         value: impl Fn(&LogRow) -> Option<f64>,
     ) -> Vec<Series> {
-        let (clips, hiddens) = (self.train.clips.len(), self.spec.hidden.len());
-        self.cases(kind)
+        cases
             .iter()
             .enumerate()
             .map(|(i, case)| {
@@ -442,23 +465,21 @@ impl Trainability<'_> {
                 }
                 let points = by_step.into_iter().map(|(s, v)| (s as f64, median_all(&v))).collect();
                 let (color, dash) = style(i);
-                Series { dash, ..Series::line(case.label(clips, hiddens), color, points) }
+                Series { dash, ..Series::line(format!("{} {}", case.cell, case.init), color, points) }
             })
             .collect()
     }
 
-    /// Per task: the fraction of seeds that solved each lag, one line per case, and a dashed
+    /// Per panel: the fraction of seeds that solved each lag, one line per case, and a dashed
     /// vertical segment at the lag whose longest dependency equals the case's horizon at init.
     fn solved_figure(&self, all: &Measured) -> Figure {
-        let (clips, hiddens) = (self.train.clips.len(), self.spec.hidden.len());
         let lags = &self.train.lags;
         let panels = self
-            .train
-            .tasks
-            .iter()
-            .map(|&kind| {
-                let mut series = Vec::new();
-                for (i, case) in self.cases(kind).iter().enumerate() {
+            .panel_cases()
+            .into_iter()
+            .map(|(title, cases)| {
+                let mut series: Vec<Series> = Vec::new();
+                for (i, case) in cases.iter().enumerate() {
                     let o = self.outcome(all, case);
                     let (color, dash) = style(i);
                     let points = lags
@@ -467,26 +488,25 @@ impl Trainability<'_> {
                         .filter(|(_, (_, n))| *n > 0)
                         .map(|(&l, &(k, n))| (l as f64, k as f64 / n as f64))
                         .collect();
-                    let marked = o.horizon_init.map(|h| Task::lag_for_dependency(kind, h));
+                    let marked = o.horizon_init.map(|h| Task::lag_for_dependency(case.task, h));
                     let horizon = match (o.horizon_init, marked) {
                         (Some(h), Some(l)) if l >= 1.0 => format!("horizon {h:.0}: lag {l:.0}"),
                         (Some(h), _) => format!("horizon {h:.0}, below every lag"),
                         (None, _) => format!("horizon > {}", o.steps),
                     };
-                    series.push(Series {
-                        dash,
-                        markers: true,
-                        ..Series::line(format!("{} ({horizon})", case.label(clips, hiddens)), color, points)
-                    });
+                    // A line drawn over an earlier one with the same points hides it: say so.
+                    let points: Vec<(f64, f64)> = points;
+                    for s in series.iter_mut().filter(|s| !s.label.is_empty() && s.points == points) {
+                        s.label = s.label.replacen(" (", &format!(" (under {} {}; ", case.cell, case.init), 1);
+                    }
+                    let label = format!("{} {} ({horizon})", case.cell, case.init);
+                    series.push(Series { dash, markers: true, ..Series::line(label, color, points) });
                     if let Some(l) = marked.filter(|&l| l >= 1.0) {
                         let at = |y| (l, y);
                         series.push(Series { dash: Dash::Dashed, ..Series::line("", color, vec![at(0.0), at(1.0)]) });
                     }
                 }
-                Panel::new(
-                    format!("{} task; dashed: the lag whose longest dependency is the horizon", kind.name()),
-                    series,
-                )
+                Panel::new(title, series)
             })
             .collect();
         Figure {
@@ -498,7 +518,7 @@ impl Trainability<'_> {
             shared_y: true,
             ..Figure::new(
                 format!(
-                    "Which lags are learned? Fraction of {} seeds solving after {} updates, and the horizon at init",
+                    "Lags learned: share of {} seeds solving after {} updates; dashed: the lag the horizon at init spans",
                     self.spec.seeds.len(),
                     self.train.steps
                 ),
@@ -508,18 +528,17 @@ impl Trainability<'_> {
         }
     }
 
-    /// Per task: training loss over the baseline against updates at [`Self::shown_lag`], median
+    /// Per panel: training loss over the baseline against updates at [`Self::shown_lag`], median
     /// over seeds, log scale.
     fn learning_figure(&self, all: &Measured) -> Figure {
         let panels = self
-            .train
-            .tasks
-            .iter()
-            .map(|&kind| {
-                let lag = self.shown_lag(all, kind);
-                let baseline = Task { kind, lag }.baseline();
-                let series = self.case_series(all, kind, lag, |r| Some(r.loss / baseline));
-                Panel::new(format!("{} task, lag {lag}", kind.name()), series)
+            .panel_cases()
+            .into_iter()
+            .map(|(title, cases)| {
+                let lag = self.shown_lag(all, &cases);
+                let baseline = Task { kind: cases[0].task, lag }.baseline();
+                let series = self.case_series(all, &cases, lag, |r| Some(r.loss / baseline));
+                Panel::new(format!("{title}, lag {lag}"), series)
             })
             .collect();
         Figure {
@@ -539,18 +558,17 @@ impl Trainability<'_> {
         }
     }
 
-    /// Per task: the horizon on the held-out sequence at every probe during training, at
+    /// Per panel: the horizon on the held-out sequence at every probe during training, at
     /// [`Self::shown_lag`], median over seeds (a horizon beyond the sequence drawn at T).
     fn horizon_figure(&self, all: &Measured) -> Figure {
         let panels = self
-            .train
-            .tasks
-            .iter()
-            .map(|&kind| {
-                let task = Task { kind, lag: self.shown_lag(all, kind) };
+            .panel_cases()
+            .into_iter()
+            .map(|(title, cases)| {
+                let task = Task { kind: cases[0].task, lag: self.shown_lag(all, &cases) };
                 let steps = task.steps() as f64;
-                let series =
-                    self.case_series(all, kind, task.lag, |r| r.probed.then(|| r.horizon.map_or(steps, |h| h as f64)));
+                let series = self
+                    .case_series(all, &cases, task.lag, |r| r.probed.then(|| r.horizon.map_or(steps, |h| h as f64)));
                 let series = series
                     .into_iter()
                     .map(|s| Series { markers: true, ..s })
@@ -563,10 +581,7 @@ impl Trainability<'_> {
                         )
                     }))
                     .collect();
-                Panel::new(
-                    format!("{} task, lag {} (T = {}; at T: beyond the sequence)", kind.name(), task.lag, task.steps()),
-                    series,
-                )
+                Panel::new(format!("{title}, lag {} (T = {}; at T: beyond it)", task.lag, task.steps()), series)
             })
             .collect();
         Figure {
@@ -689,6 +704,20 @@ steps = 10
                 .iter()
                 .any(|n| n.contains("no run solved the adding task at any lag, the shortest (5) included, for rnn a:")),
             "{notes:?}"
+        );
+        // Two cases with the same solved fractions: the label of the line drawn over says so.
+        let twins = Measured {
+            curves: vec![],
+            summary: rows("a", Some(15), |lag, _| lag <= 10)
+                .into_iter()
+                .chain(rows("b", Some(15), |lag, _| lag <= 10))
+                .collect(),
+        };
+        let labels: Vec<String> = exp.solved_figure(&twins).panels[0].series.iter().map(|s| s.label.clone()).collect();
+        assert_eq!(
+            labels,
+            ["rnn a (under rnn b; horizon 15: lag 16)", "", "rnn b (horizon 15: lag 16)", ""],
+            "{labels:?}"
         );
         // Horizons 15 (b) and beyond (a) against longest lags 10 (b) and none (a): ρ undefined
         // with two cases; the note says how many.
