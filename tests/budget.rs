@@ -49,6 +49,24 @@ lyapunov = 0
 [init.pytorch]
 "#;
 
+/// Training runs: their estimate comes from 20 calibration updates scaled to the spec's.
+const TRAIN: &str = r#"
+kind = "trainability"
+name = "train"
+seed = 1
+cells = ["rnn", "lstm"]
+inits = ["pytorch"]
+hidden = [8]
+seeds = [0, 1]
+[train]
+tasks = ["adding"]
+lags = [10, 40]
+steps = 200
+batch = 16
+probe_every = 50
+[init.pytorch]
+"#;
+
 /// The number before `unit` after `label` in the dry run's report, in that unit.
 fn figure(report: &str, label: &str, unit: &str) -> f64 {
     let line = report.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in {report}"));
@@ -70,10 +88,10 @@ fn within_2x(what: &str, estimate: f64, measured: f64) {
 }
 
 #[test]
-fn dry_run_estimates_time_and_memory_within_2x_on_two_specs() {
+fn dry_run_estimates_time_and_memory_within_2x_on_three_specs() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [("compute", COMPUTE), ("rows", ROWS)] {
+    for (name, text) in [("compute", COMPUTE), ("rows", ROWS), ("train", TRAIN)] {
         let spec = dir.path().join(format!("{name}.toml"));
         std::fs::write(&spec, text).unwrap();
         let out = dir.path().join(name);
