@@ -208,6 +208,20 @@ impl Case<'_> {
     }
 }
 
+/// A line drawn under a later one with the same points is hidden: its label names the topmost.
+fn mark_covered(series: &mut [Series]) {
+    for i in 0..series.len() {
+        let covered_by = |j: &usize| !series[*j].label.is_empty() && series[*j].points == series[i].points;
+        if series[i].label.is_empty() {
+            continue;
+        }
+        if let Some(top) = (i + 1..series.len()).rev().find(covered_by) {
+            let name = series[top].label.split(" (").next().unwrap_or_default().to_string();
+            series[i].label = series[i].label.replacen(" (", &format!(" (under {name}; "), 1);
+        }
+    }
+}
+
 fn clip_text(c: Option<f64>) -> String {
     c.map_or("none".into(), |c| c.to_string())
 }
@@ -478,7 +492,7 @@ impl Trainability<'_> {
             .panel_cases()
             .into_iter()
             .map(|(title, cases)| {
-                let mut series: Vec<Series> = Vec::new();
+                let mut series = Vec::new();
                 for (i, case) in cases.iter().enumerate() {
                     let o = self.outcome(all, case);
                     let (color, dash) = style(i);
@@ -494,11 +508,6 @@ impl Trainability<'_> {
                         (Some(h), _) => format!("horizon {h:.0}, below every lag"),
                         (None, _) => format!("horizon > {}", o.steps),
                     };
-                    // A line drawn over an earlier one with the same points hides it: say so.
-                    let points: Vec<(f64, f64)> = points;
-                    for s in series.iter_mut().filter(|s| !s.label.is_empty() && s.points == points) {
-                        s.label = s.label.replacen(" (", &format!(" (under {} {}; ", case.cell, case.init), 1);
-                    }
                     let label = format!("{} {} ({horizon})", case.cell, case.init);
                     series.push(Series { dash, markers: true, ..Series::line(label, color, points) });
                     if let Some(l) = marked.filter(|&l| l >= 1.0) {
@@ -506,6 +515,7 @@ impl Trainability<'_> {
                         series.push(Series { dash: Dash::Dashed, ..Series::line("", color, vec![at(0.0), at(1.0)]) });
                     }
                 }
+                mark_covered(&mut series);
                 Panel::new(title, series)
             })
             .collect();

@@ -167,10 +167,20 @@ impl<T: Scalar> Learner<T> {
         Learner { adam: Adam::new(adam, &lengths), params, clip, buffers: None }
     }
 
+    /// `batch` as the model's inputs, in precision `T`, from a zero state.
+    fn inputs(&self, batch: &Batch) -> Inputs<T> {
+        Inputs::with_zero_state(&self.params, batch.x.map(T::of), batch.steps, batch.batch)
+    }
+
+    /// The task loss of `batch`, without a gradient.
+    pub fn loss(&self, batch: &Batch) -> f64 {
+        batch.loss(&forward(&self.params, &self.inputs(batch)).y).0.as_f64()
+    }
+
     /// The loss of `batch` and its gradient (clipped to the global norm `clip`); with `update`,
     /// one Adam step on it.
     pub fn step(&mut self, batch: &Batch, update: bool) -> Step {
-        let inputs = Inputs::with_zero_state(&self.params, batch.x.map(T::of), batch.steps, batch.batch);
+        let inputs = self.inputs(batch);
         let (tape, grads) = match &mut self.buffers {
             Some((tape, grads)) if tape.steps == batch.steps && tape.batch == batch.batch => {
                 forward_into(&self.params, &inputs, tape);
@@ -215,11 +225,8 @@ pub fn train<T: Scalar>(config: &TrainConfig, mut on_row: impl FnMut(&LogRow)) -
         on_row(&row);
         log.push(row);
     }
-    let params = learner.params;
-    let eval = task.batch(EVAL_BATCH, &mut stream(config.seed, 3));
-    let inputs = Inputs::with_zero_state(&params, eval.x.map(T::of), eval.steps, eval.batch);
-    let eval_loss = eval.loss(&forward(&params, &inputs).y).0.as_f64();
-    Trained { params: params.cast(), log, eval_loss }
+    let eval_loss = learner.loss(&task.batch(EVAL_BATCH, &mut stream(config.seed, 3)));
+    Trained { params: learner.params.cast(), log, eval_loss }
 }
 
 #[cfg(test)]
