@@ -169,6 +169,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the two smallest shapes, no probes")
     ap.add_argument("--train-only", action="store_true", help="only the training updates")
+    ap.add_argument("--no-probe", action="store_true", help="everything but the probes (one thread throughout)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, {torch.__config__.parallel_info().splitlines()[0]}", file=sys.stderr)
@@ -180,7 +181,7 @@ def main():
     bench_gemm(sys.stdout)
     bench_train(sys.stdout)
     bench_cells(shapes, sys.stdout)
-    if not args.quick:
+    if not (args.quick or args.no_probe):
         # The probe peer may use every core, as gradlab's probe does.
         torch.set_num_threads(os.cpu_count())
         bench_probes(sys.stdout)
