@@ -104,15 +104,12 @@ impl<T: Scalar> Tape<T> {
         let h = self.hidden;
         let ch = l.cs.nrows();
         let s_prev = (t - 1) * self.batch + b;
-        let s = t * self.batch + b;
         let cl = l.cache.nrows();
         StepRef {
             hidden: h,
             cache: &l.cache.as_slice()[s_prev * cl..(s_prev + 1) * cl],
             h_prev: &l.hs.as_slice()[s_prev * h..(s_prev + 1) * h],
             c_prev: &l.cs.as_slice()[s_prev * ch..(s_prev + 1) * ch],
-            h: &l.hs.as_slice()[s * h..(s + 1) * h],
-            c: &l.cs.as_slice()[s * ch..(s + 1) * ch],
         }
     }
 }

@@ -110,3 +110,45 @@ fn saturated_rnn_matches_its_closed_form() {
         }
     }
 }
+
+/// The recorded error signal of a batch is, column by column, that of each sequence run alone:
+/// two layers, three sequences, every cell (recording indexes the columns as t·B + b).
+#[test]
+fn batched_state_gradients_are_those_of_each_sequence_alone() {
+    let (steps, batch, hidden) = (5, 3, 4);
+    for kind in CellKind::ALL {
+        let spec = InitSpec {
+            recurrent: vec![Scheme::Gaussian(1.5)],
+            input: vec![Scheme::Gaussian(1.0)],
+            bias: vec![Scheme::Gaussian(0.5)],
+            gate_bias: vec![],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let params = spec.build(kind, 2, 3, hidden, &mut rng);
+        let mut normal = |r: usize, c: usize| DMatrix::from_fn(r, c, |_, _| StandardNormal.sample(&mut rng));
+        let mut inputs = Inputs::with_zero_state(&params, normal(3, steps * batch), steps, batch);
+        for s in inputs.h0.iter_mut().chain(inputs.c0.iter_mut()) {
+            *s = normal(hidden, batch) * 0.5;
+        }
+        let dy = normal(hidden, steps * batch);
+        let batched = state_gradients(&params, &inputs, &forward(&params, &inputs), &dy);
+        for b in 0..batch {
+            let pick = |m: &DMatrix<f64>, cols: usize| DMatrix::from_fn(m.nrows(), cols, |i, t| m[(i, t * batch + b)]);
+            let mut alone = Inputs::with_zero_state(&params, pick(&inputs.x, steps), steps, 1);
+            for (one, all) in alone.h0.iter_mut().chain(alone.c0.iter_mut()).zip(inputs.h0.iter().chain(&inputs.c0)) {
+                *one = all.columns(b, 1).into_owned();
+            }
+            let single = state_gradients(&params, &alone, &forward(&params, &alone), &pick(&dy, steps));
+            for (layer, (all, one)) in batched.iter().zip(&single).enumerate() {
+                for (what, a, o) in [("h", &all.h, &one.h), ("c", &all.c, &one.c)] {
+                    assert_eq!(a.shape(), (o.nrows(), (steps + 1) * batch), "{kind} layer {layer} {what}");
+                    let a = pick(a, steps + 1);
+                    let finite = a.iter().chain(o.iter()).all(|v| v.is_finite());
+                    assert!(finite && (o.amax() > 0.0 || o.is_empty()), "{kind} layer {layer} {what}: {o}");
+                    let diff = (&a - o).amax();
+                    assert!(diff <= 1e-12 * o.amax().max(1.0), "{kind} layer {layer} sequence {b} {what}: {diff:.2e}");
+                }
+            }
+        }
+    }
+}

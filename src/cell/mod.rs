@@ -77,16 +77,14 @@ impl std::fmt::Display for CellKind {
     }
 }
 
-/// What one step of one sequence saved: its cache and the states on either side.
-/// `c_prev` and `c` are empty for cells without a cell state.
+/// What one step of one sequence saved: its cache and the state it started from.
+/// `c_prev` is empty for cells without a cell state.
 #[derive(Clone, Copy, Debug)]
 pub struct StepRef<'a, T> {
     pub hidden: usize,
     pub cache: &'a [T],
     pub h_prev: &'a [T],
     pub c_prev: &'a [T],
-    pub h: &'a [T],
-    pub c: &'a [T],
 }
 
 impl<T> StepRef<'_, T> {
