@@ -8,7 +8,7 @@ use gradlab::bptt::{Inputs, forward, state_gradients};
 use gradlab::cell::CellKind;
 use gradlab::init::{InitSpec, Scheme};
 use gradlab::params::{LayerParams, Params};
-use gradlab::probe::{Quantity, error_signal, jacobian_flow};
+use gradlab::probe::{Quantity, error_signal, jacobian_flow, state_error_signal};
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -52,6 +52,20 @@ fn error_signal_equals_plain_bptt_of_a_last_step_loss() {
                 }
             }
             assert!(checked >= 10, "{kind} gain {gain}: only {checked} steps compared");
+            // The whole state's signal: ∂L/∂(h_s, c_s) for the LSTM, ∂L/∂h_s otherwise.
+            let whole = state_error_signal(&params, &tape, 0, 0, &g);
+            assert_eq!(whole.len(), t + 1);
+            for (s, &ours) in whole.iter().enumerate() {
+                let norm = plain.h.column(s).norm_squared();
+                let norm = (norm + if plain.c.is_empty() { 0.0 } else { plain.c.column(s).norm_squared() }).sqrt();
+                if norm > 1e-250 {
+                    let reference = norm.ln();
+                    assert!(
+                        (ours - reference).abs() <= 1e-9 * reference.abs().max(1.0),
+                        "{kind} gain {gain} s = {s}: ln‖state err‖ {ours} vs plain BPTT {reference}"
+                    );
+                }
+            }
         }
     }
 }
@@ -150,5 +164,47 @@ fn batched_state_gradients_are_those_of_each_sequence_alone() {
                 }
             }
         }
+    }
+}
+
+/// A ReLU RNN whose units are all dead (pre-activations < 0 at every step): ∂h_T/∂h_s and the
+/// error signal are exactly zero before T, so their logs are −∞ — never NaN (the rescaling of
+/// a zero product must not divide by its zero maximum).
+#[test]
+fn dead_relu_network_reports_minus_infinity_not_nan() {
+    let (h, t) = (3, 6);
+    let layer = LayerParams {
+        weight_ih: DMatrix::from_element(h, 2, 0.1),
+        weight_hh: DMatrix::from_element(h, h, 0.2),
+        bias_ih: DVector::from_element(h, -5.0),
+        bias_hh: DVector::zeros(h),
+    };
+    let params = Params::new(CellKind::RnnRelu, vec![layer], None).unwrap();
+    let inputs = Inputs::with_zero_state(&params, DMatrix::from_element(2, t, 1.0), t, 1);
+    let tape = forward(&params, &inputs);
+    assert_eq!(tape.output().amax(), 0.0, "every unit is dead");
+    let rows = jacobian_flow(&params, &tape, 0, 0, &[Quantity::Dh]);
+    assert_eq!(rows.len(), t + 1);
+    for row in &rows {
+        // At s = T the product is the identity: ‖I‖₂ = 1, ‖I‖_F = √H.
+        let expected = |at_t: f64| if row.step == t { at_t } else { f64::NEG_INFINITY };
+        assert_eq!(row.log_spectral_norm, expected(0.0), "ln‖∂h_T/∂h_s‖₂ at s = {}", row.step);
+        let frobenius = expected((h as f64).sqrt().ln());
+        assert!(
+            row.log_frobenius_norm == frobenius || (row.log_frobenius_norm - frobenius).abs() < 1e-15,
+            "ln‖∂h_T/∂h_s‖_F at s = {}: {}",
+            row.step,
+            row.log_frobenius_norm
+        );
+    }
+    let g = [1.0, -2.0, 0.5];
+    let err = error_signal(&params, &tape, 0, 0, &g);
+    for row in &err {
+        let expected = if row.step == t { (1.0f64 + 4.0 + 0.25).sqrt().ln() } else { f64::NEG_INFINITY };
+        assert_eq!(row.log_frobenius_norm, expected, "ln‖err‖ at s = {}", row.step);
+    }
+    for (s, &v) in state_error_signal(&params, &tape, 0, 0, &g).iter().enumerate() {
+        let expected = if s == t { (1.0f64 + 4.0 + 0.25).sqrt().ln() } else { f64::NEG_INFINITY };
+        assert_eq!(v, expected, "ln‖state err‖ at s = {s}");
     }
 }

@@ -304,6 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn zero_and_infinite_matrices_have_exact_norms() {
+        // A dead ReLU network's Jacobian products are exactly zero: both norms 0, never NaN.
+        assert_eq!(amax_frobenius(DMatrix::zeros(4, 3).as_view()), (0.0, 0.0));
+        let mut m = DMatrix::from_element(3, 2, 0.5);
+        m[(1, 1)] = f64::INFINITY;
+        assert_eq!(amax_frobenius(m.as_view()), (f64::INFINITY, f64::INFINITY));
+    }
+
+    #[test]
     fn frobenius_survives_extreme_scales() {
         let m = DMatrix::from_element(3, 3, 1e-200);
         assert!((amax_frobenius(m.as_view()).1 / 3e-200 - 1.0).abs() < 1e-15);
