@@ -318,6 +318,11 @@ mod tests {
         assert!((amax_frobenius(m.as_view()).1 / 3e-200 - 1.0).abs() < 1e-15);
         let m = DMatrix::from_element(2, 2, 1e200);
         assert!((amax_frobenius(m.as_view()).1 / 2e200 - 1.0).abs() < 1e-15);
+        // Unequal entries, so the rescaled squares are not all 1: ‖(1, 2, 2)·s‖ = 3s.
+        for s in [1e-200, 1e200] {
+            let m = DMatrix::from_column_slice(3, 1, &[s, -2.0 * s, 2.0 * s]);
+            assert!((amax_frobenius(m.as_view()).1 / (3.0 * s) - 1.0).abs() < 1e-15, "scale {s}");
+        }
     }
 
     #[test]
