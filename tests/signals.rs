@@ -90,7 +90,7 @@ fn ln_sech2(a: f64) -> f64 {
 
 #[test]
 fn saturated_rnn_matches_its_closed_form() {
-    let (h, t, w, b) = (4, 12, 0.5, 25.0);
+    let (h, t, w, b) = (4, 20, 0.5, 25.0);
     let params = saturated_rnn(h, w, b);
     let inputs = Inputs::with_zero_state(&params, DMatrix::zeros(2, t), t, 1);
     let tape = forward(&params, &inputs);
@@ -105,6 +105,20 @@ fn saturated_rnn_matches_its_closed_form() {
             "s = {}: {} vs {expected}",
             row.step,
             row.log_spectral_norm
+        );
+    }
+    // The probe's error signal from ∂L/∂h_T = (1, …, 1): the same product times √H, at every
+    // distance (down to e^{-1030}, far below f64: only its per-step rescaling keeps it finite).
+    let ones = vec![1.0; h];
+    for row in error_signal(&params, &tape, 0, 0, &ones) {
+        let k = row.distance as f64;
+        let product = if row.step == 0 { (k - 1.0) * per_step + w.ln() + ln_sech2(b) } else { k * per_step };
+        let expected = product + (h as f64).sqrt().ln();
+        assert!(
+            (row.log_frobenius_norm - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+            "err at s = {}: {} vs {expected}",
+            row.step,
+            row.log_frobenius_norm
         );
     }
     // Plain f64 BPTT of a last-step loss with ∂L/∂h_T = 1: each unit's gradient is the same
