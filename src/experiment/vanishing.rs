@@ -101,12 +101,10 @@ impl Experiment for Vanishing<'_> {
         let (params, inputs) = draw(spec, p, rng);
         let q0_seed = rng.next_u64();
         let tape = forward(&params, &inputs);
-        let which: Vec<Quantity> =
-            spec.probes.quantities.iter().copied().filter(|q| !q.lstm_only() || p.cell == CellKind::Lstm).collect();
         let mut out = Measured::default();
         for b in 0..spec.batch {
             let key = Key::new(spec, p, b);
-            let flow = jacobian_flow(&params, &tape, 0, b, &which);
+            let flow = jacobian_flow(&params, &tape, 0, b, &spec.probes.quantities);
             // Rows come by step s = 0..T; curves go by distance k = T − s = 0..T.
             let mut by_k: BTreeMap<Quantity, Vec<f64>> = BTreeMap::new();
             for row in flow.iter().rev() {

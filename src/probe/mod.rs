@@ -98,11 +98,6 @@ impl Quantity {
         }
     }
 
-    /// Whether the quantity exists only for the LSTM.
-    pub fn lstm_only(self) -> bool {
-        matches!(self, Quantity::Dc | Quantity::Dstate | Quantity::DcTotal)
-    }
-
     /// A label for charts, in plain text.
     pub fn label(self) -> &'static str {
         match self {
@@ -660,5 +655,59 @@ mod tests {
             assert_eq!(one, two, "{kind}");
             assert!(one.iter().all(|r| r.spectral_norm.is_finite() && r.spectral_norm > 0.0));
         }
+    }
+
+    #[test]
+    fn lyapunov_standard_error_is_that_of_the_block_means() {
+        // One unit: ln|R_tt| = ln|J_t|, so the exponent is the mean of the per-step logs and its
+        // standard error the sample sd of the block means over √blocks. 23 kept steps in 10
+        // blocks of unequal length (2 or 3), so a wrong block length moves the answer.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let params = InitSpec::default().build(CellKind::Rnn, 1, 1, 1, &mut rng);
+        let x = DMatrix::from_fn(1, 23, |_, t| 2.0 * (t as f64 * 1.3).sin());
+        let tape = forward(&params, &Inputs::with_zero_state(&params, x, 23, 1));
+        let logs: Vec<f64> = (1..=23).map(|t| step_jacobian(&params, &tape, 0, t, 0)[(0, 0)].abs().ln()).collect();
+        assert!(logs.iter().all(|l| l.is_finite()), "{logs:?}");
+        let blocks = LYAPUNOV_BLOCKS;
+        let means: Vec<f64> = (0..blocks)
+            .map(|j| {
+                let block: Vec<f64> = (0..23).filter(|i| i * blocks / 23 == j).map(|i| logs[i]).collect();
+                block.iter().sum::<f64>() / block.len() as f64
+            })
+            .collect();
+        let grand = means.iter().sum::<f64>() / blocks as f64;
+        let sd = (means.iter().map(|m| (m - grand).powi(2)).sum::<f64>() / (blocks - 1) as f64).sqrt();
+        let est = lyapunov(&params, &tape, 0, 0, &LyapunovOptions::finite_time(None));
+        let mean = logs.iter().sum::<f64>() / 23.0;
+        assert!((est.exponents[0] - mean).abs() < 1e-14, "{} vs {mean}", est.exponents[0]);
+        let se = est.se[0].expect("10 blocks give a standard error");
+        assert!(sd > 0.01 && (se / (sd / (blocks as f64).sqrt()) - 1.0).abs() < 1e-12, "{se} vs sd {sd}");
+        // One kept step is one block: no standard error.
+        let last =
+            lyapunov(&params, &tape, 0, 0, &LyapunovOptions { burn_in: 22, ..LyapunovOptions::finite_time(None) });
+        assert!((last.exponents[0] - logs[22]).abs() < 1e-14 && last.se == [None]);
+    }
+
+    #[test]
+    fn names_are_the_csv_values_and_labels_tell_quantities_apart() {
+        // Reports and charts name a quantity or term as its CSV column value does.
+        for q in [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal, Quantity::Err] {
+            assert_eq!(q.to_string(), csv_text(q), "{q:?}");
+        }
+        for t in Term::ALL {
+            assert_eq!(t.to_string(), csv_text(t), "{t:?}");
+        }
+        let labels: Vec<&str> = [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal, Quantity::Err]
+            .map(Quantity::label)
+            .into();
+        assert!(labels.iter().all(|l| !l.is_empty()), "{labels:?}");
+        let distinct: std::collections::BTreeSet<&&str> = labels.iter().collect();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+    }
+
+    fn csv_text<V: Serialize>(v: V) -> String {
+        let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(vec![]);
+        w.serialize([v]).unwrap();
+        String::from_utf8(w.into_inner().unwrap()).unwrap().trim_end().to_string()
     }
 }
