@@ -543,7 +543,8 @@ fn backward_cell<C: Cell, T: Scalar>(
             gl.weight_hh.as_view_mut(),
         );
         gl.bias_ih = da_ih.column_sum();
-        gl.bias_hh = da_rec.column_sum();
+        // Without a split, b_hh enters exactly where b_ih does: the same sum, computed once.
+        gl.bias_hh = if C::SPLIT_HH { da_hh.column_sum() } else { gl.bias_ih.clone() };
         // ∂L/∂(this layer's input): x for the bottom layer, else h_t of the layer below.
         let d_input = shaped(if k == 0 { &mut *dx } else { &mut *to_below }, input.nrows(), steps * batch);
         gemm(one, lp.weight_ih.as_view(), Op::T, da_ih.as_view(), Op::N, zero, d_input.as_view_mut());
@@ -593,6 +594,39 @@ mod tests {
             backward_into(&big, &b, &tape, &dy(&tape), &mut grads);
             assert_eq!(all(&grads), all(&backward(&big, &b, &fresh, &dy(&fresh))), "{kind}");
             assert_eq!((tape.steps, tape.batch, tape.hidden, tape.kind), (7, 3, 6, kind));
+        }
+    }
+
+    #[test]
+    fn repeated_passes_reuse_the_large_buffers() {
+        // `forward_into` and `backward_into` promise not to touch fresh memory when the shapes
+        // repeat: the T·B-wide buffers keep their addresses (an allocation would move one), as a
+        // set, since the two buffers of ∂L/∂h from above and to below trade places per layer.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for kind in CellKind::ALL {
+            for layers in [1, 2] {
+                let params = InitSpec::default().build(kind, layers, 3, 4, &mut rng);
+                let x = DMatrix::from_fn(3, 10, |r, c| ((r * 10 + c) as f64 * 0.3).sin());
+                let inputs = Inputs::with_zero_state(&params, x, 5, 2);
+                let mut tape = forward(&params, &inputs);
+                let dy = tape.y.map(|v| 0.5 * v - 0.1);
+                let mut grads = backward(&params, &inputs, &tape, &dy);
+                let addresses = |t: &Tape<f64>, g: &Grads<f64>| {
+                    let s = &g.scratch;
+                    let mut all =
+                        vec![t.xp.as_ptr(), t.y.as_ptr(), g.x.as_ptr(), s.da_ih.as_ptr(), s.from_above.as_ptr()];
+                    all.extend(t.layers.iter().flat_map(|l| [l.hs.as_ptr(), l.cs.as_ptr(), l.cache.as_ptr()]));
+                    all.extend([s.to_below.as_ptr(), s.da_hh.as_ptr()]);
+                    all.sort();
+                    all
+                };
+                let first = addresses(&tape, &grads);
+                for _ in 0..2 {
+                    forward_into(&params, &inputs, &mut tape);
+                    backward_into(&params, &inputs, &tape, &dy, &mut grads);
+                    assert_eq!(addresses(&tape, &grads), first, "{kind}, {layers} layers");
+                }
+            }
         }
     }
 

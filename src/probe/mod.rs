@@ -599,7 +599,8 @@ pub struct FDominance {
     /// Median over t of ‖T_f + T_i + T_g‖₂ / mean_i f_i: the same comparison against the typical
     /// unit's gate rather than the largest one.
     pub nonf_over_fmean_median: f64,
-    /// The term of F, T_f, T_i, T_g with the largest spectral norm at the most steps.
+    /// The term of F, T_f, T_i, T_g with the largest spectral norm at the most steps (ties go to
+    /// the earlier term in that order, at a step and over the steps).
     pub dominant_term: Term,
 }
 
@@ -703,6 +704,45 @@ mod tests {
         assert!(labels.iter().all(|l| !l.is_empty()), "{labels:?}");
         let distinct: std::collections::BTreeSet<&&str> = labels.iter().collect();
         assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+    }
+
+    #[test]
+    fn f_dominance_summarises_hand_made_rows() {
+        // Four steps with norms (F, T_f, T_i, T_g, nonF) and F's mean |diagonal|. F dominates
+        // nonF at steps 2, 4 and 5. The largest term is T_i at step 2 and at step 3, where it
+        // ties with T_g, and T_g at steps 4 and 5: ties go to the earlier term in the order F,
+        // T_f, T_i, T_g, at a step and over the steps.
+        let norms = [
+            (2, [0.8, 0.2, 0.9, 0.1, 0.5], 0.4),
+            (3, [0.4, 0.1, 0.6, 0.6, 0.9], 0.3),
+            (4, [0.5, 0.05, 0.1, 0.7, 0.25], 0.2),
+            (5, [0.4, 0.1, 0.2, 0.9, 0.36], 0.45),
+        ];
+        let rows: Vec<DecompRow> = norms
+            .iter()
+            .flat_map(|&(step, n, mean)| {
+                [Term::F, Term::Tf, Term::Ti, Term::Tg, Term::NonF, Term::Sum]
+                    .into_iter()
+                    .zip([n[0], n[1], n[2], n[3], n[4], 1.5])
+                    .map(move |(term, norm)| DecompRow {
+                        batch: 0,
+                        step,
+                        term,
+                        spectral_norm: norm,
+                        frobenius_norm: 2.0 * norm,
+                        mean_abs_diag: if term == Term::F { mean } else { 0.0 },
+                        layer: 0,
+                    })
+            })
+            .collect();
+        let d = f_dominance(&rows).expect("four steps");
+        assert_eq!(d.f_dominant_frac, 0.75);
+        // Medians of (0.625, 2.25, 0.5, 0.9) and of (1.25, 3, 1.25, 0.8).
+        assert!((d.nonf_over_f_median - 0.7625).abs() < 1e-15, "{}", d.nonf_over_f_median);
+        assert_eq!(d.nonf_over_f_max, 0.9 / 0.4);
+        assert_eq!(d.nonf_over_fmean_median, 0.5 / 0.4);
+        assert_eq!(d.dominant_term, Term::Ti);
+        assert_eq!(f_dominance(&[]), None);
     }
 
     fn csv_text<V: Serialize>(v: V) -> String {

@@ -416,6 +416,9 @@ mod tests {
             let (got, _) = lanczos(m.as_view(), m.amax(), gram, None).unwrap_or_else(|| panic!("case {n} fell back"));
             assert!(((got - exact) / exact).abs() < 1e-12, "case {n}: {got} against {exact}");
             assert_eq!(spectral_once(m.as_view(), m.amax()), got);
+            // The fallback, with the scale divided out and back in.
+            let svd = spectral_svd(m.as_view(), m.amax());
+            assert!(m.amax() != 1.0 && ((svd - exact) / exact).abs() < 1e-14, "case {n}: SVD {svd}");
         }
         assert_eq!(spectral_once(DMatrix::<f64>::zeros(5, 3).as_view(), 0.0), 0.0);
     }
