@@ -692,15 +692,14 @@ mod tests {
     #[test]
     fn names_are_the_csv_values_and_labels_tell_quantities_apart() {
         // Reports and charts name a quantity or term as its CSV column value does.
-        for q in [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal, Quantity::Err] {
+        let quantities = [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal, Quantity::Err];
+        for q in quantities {
             assert_eq!(q.to_string(), csv_text(q), "{q:?}");
         }
         for t in Term::ALL {
             assert_eq!(t.to_string(), csv_text(t), "{t:?}");
         }
-        let labels: Vec<&str> = [Quantity::Dh, Quantity::Dc, Quantity::Dstate, Quantity::DcTotal, Quantity::Err]
-            .map(Quantity::label)
-            .into();
+        let labels: Vec<&str> = quantities.map(Quantity::label).into();
         assert!(labels.iter().all(|l| !l.is_empty()), "{labels:?}");
         let distinct: std::collections::BTreeSet<&&str> = labels.iter().collect();
         assert_eq!(distinct.len(), labels.len(), "{labels:?}");
@@ -721,18 +720,15 @@ mod tests {
         let rows: Vec<DecompRow> = norms
             .iter()
             .flat_map(|&(step, n, mean)| {
-                [Term::F, Term::Tf, Term::Ti, Term::Tg, Term::NonF, Term::Sum]
-                    .into_iter()
-                    .zip([n[0], n[1], n[2], n[3], n[4], 1.5])
-                    .map(move |(term, norm)| DecompRow {
-                        batch: 0,
-                        step,
-                        term,
-                        spectral_norm: norm,
-                        frobenius_norm: 2.0 * norm,
-                        mean_abs_diag: if term == Term::F { mean } else { 0.0 },
-                        layer: 0,
-                    })
+                Term::ALL.into_iter().zip([n[0], n[1], n[2], n[3], n[4], 1.5]).map(move |(term, norm)| DecompRow {
+                    batch: 0,
+                    step,
+                    term,
+                    spectral_norm: norm,
+                    frobenius_norm: 2.0 * norm,
+                    mean_abs_diag: if term == Term::F { mean } else { 0.0 },
+                    layer: 0,
+                })
             })
             .collect();
         let d = f_dominance(&rows).expect("four steps");
