@@ -1,8 +1,9 @@
 //! The forward unroll and hand-derived backpropagation through time (THEORY.md §3), written
 //! once over the [`Cell`] trait. Layout: a batch of sequences is a matrix whose column t·B + b is
-//! step t of sequence b, so each layer runs one GEMM for all input projections, one GEMM per
-//! step for the recurrence, and after the backward loop one GEMM per weight gradient. Buffers
-//! are allocated per layer before the time loop; nothing is allocated inside it.
+//! step t of sequence b, so each layer runs one GEMM per step for the recurrence, the input
+//! projections either per step beside it with W_ih packed once (batch > 1) or as one GEMM for
+//! all steps (batch 1), and after the backward loop one GEMM per weight gradient and one for
+//! ∂L/∂x. Buffers are allocated per layer before the time loop; nothing is allocated inside it.
 
 use crate::cell::{Cell, CellKind, Gru, Lstm, Rnn, RnnRelu, StepRef};
 use crate::linalg::{Op, PackedMatrix, ReusedLeft, gemm};
@@ -69,9 +70,11 @@ pub struct Tape<T: Scalar> {
     /// O × T·B outputs y_t (the head's, or the top layer's h_t).
     pub y: DMatrix<T>,
     /// G·H × T·B input projections W_ih x_t + b_ih of the layer being run: needed only inside
-    /// its time loop, so one buffer serves every layer and every later pass.
+    /// its time loop, so one buffer serves every layer and every later pass. G·H × B, one
+    /// step's, where they are computed step by step (see `forward_cell`).
     xp: DMatrix<T>,
-    /// W_hh of the layer being run, packed for its time loop (as `xp`, one buffer).
+    /// W_ih and W_hh of the layer being run, packed for its time loop (as `xp`, one buffer each).
+    w_ih: PackedMatrix<T>,
     w_hh: PackedMatrix<T>,
 }
 
@@ -150,6 +153,7 @@ pub fn forward<T: Scalar>(params: &Params<T>, inputs: &Inputs<T>) -> Tape<T> {
         layers: Vec::new(),
         y: DMatrix::zeros(0, 0),
         xp: DMatrix::zeros(0, 0),
+        w_ih: PackedMatrix::default(),
         w_hh: PackedMatrix::default(),
     };
     forward_into(params, inputs, &mut tape);
@@ -420,9 +424,18 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
             None => inputs.x.as_view(),
             Some(below) => below.hs.columns(batch, steps * batch),
         };
-        let xp = shaped(&mut tape.xp, C::GATES * hidden, steps * batch);
-        fill_columns(xp, &lp.bias_ih);
-        gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
+        // Where W_ih packs (batch > 1, more than a few inputs), x_t's projection step by step,
+        // into one G·H × B block just before the cell reads it: a product over all steps writes
+        // G·H × T·B values only to read them back. Else that product. Both kernels sum W_ih x_t
+        // in the same order from b_ih: the same bits either way.
+        let g = C::GATES * hidden;
+        let w_ih = ReusedLeft::new(lp.weight_ih.as_view(), Op::N, batch, &mut tape.w_ih);
+        let xp_per_step = w_ih.is_packed();
+        let xp = shaped(&mut tape.xp, g, if xp_per_step { batch } else { steps * batch });
+        if !xp_per_step {
+            fill_columns(xp, &lp.bias_ih);
+            gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
+        }
 
         let hs = shaped(hs, hidden, (steps + 1) * batch);
         hs.columns_mut(0, batch).copy_from(&inputs.h0[k]);
@@ -434,14 +447,18 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
         let w_hh = ReusedLeft::new(lp.weight_hh.as_view(), Op::N, batch, &mut tape.w_hh);
 
         for t in 1..=steps {
+            let prev = (t - 1) * batch;
+            if xp_per_step {
+                fill_columns(xp, &lp.bias_ih);
+                w_ih.mul_add(input.columns(prev, batch), xp.as_view_mut());
+            }
             fill_columns(&mut hh, &lp.bias_hh);
-            w_hh.mul_add(hs.columns((t - 1) * batch, batch), hh.as_view_mut());
+            w_hh.mul_add(hs.columns(prev, batch), hh.as_view_mut());
             // States before t on the left, state t onwards on the right.
             let (h_left, h_right) = hs.as_mut_slice().split_at_mut(t * batch * hidden);
             let (c_left, c_right) = cs.as_mut_slice().split_at_mut(t * batch * ch);
-            let prev = (t - 1) * batch;
             let step = StepSlices {
-                xp: &xp.as_slice()[prev * xp.nrows()..],
+                xp: &xp.as_slice()[if xp_per_step { 0 } else { prev * g }..],
                 h_prev: &h_left[prev * hidden..],
                 c_prev: &c_left[prev * ch..],
                 cache: &mut cache.as_mut_slice()[prev * C::CACHE * hidden..],

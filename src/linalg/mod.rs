@@ -249,13 +249,25 @@ pub enum ReusedLeft<'a, T: Scalar> {
 }
 
 impl<'a, T: Scalar> ReusedLeft<'a, T> {
-    /// op(`a`) for products with `cols` columns, packed into `buf` if that pays.
+    /// op(`a`) for products with `cols` columns, packed into `buf` if that pays: not for one
+    /// column, nor for a depth of at most [`SKINNY`] (a few multiply-adds per entry), which
+    /// [`gemm`] runs as matrix-vector products whatever the number of columns. The packed kernel
+    /// gives the bits of gemm's general kernel (see `packed_products_have_the_bits_of_matrixmultiply`).
     pub fn new(a: DMatrixView<'a, T>, op: Op, cols: usize, buf: &'a mut PackedMatrix<T>) -> Self {
-        if cols == 1 || !packed::available() {
+        let depth = match op {
+            Op::N => a.ncols(),
+            Op::T => a.nrows(),
+        };
+        if cols == 1 || depth <= SKINNY || !packed::available() {
             return ReusedLeft::Plain(a, op);
         }
         buf.pack(a, op);
         ReusedLeft::Packed(buf)
+    }
+
+    /// Whether op(A) was packed for the packed kernel (else products go through [`gemm`]).
+    pub fn is_packed(&self) -> bool {
+        matches!(self, ReusedLeft::Packed(_))
     }
 
     /// `c += op(A)·b`.
