@@ -517,6 +517,21 @@ mod tests {
     }
 
     #[test]
+    fn reused_left_operands_pack_only_where_gemm_would_run_its_kernel() {
+        // Not for one column, nor for a depth of at most SKINNY (gemm's matrix-vector paths,
+        // whose bits differ from the kernels'); else wherever the CPU runs the packed kernel.
+        let packs = packed::available();
+        let a = DMatrix::from_fn(40, 5, |i, j| (i * 5 + j) as f64);
+        let mut buf = PackedMatrix::default();
+        assert_eq!(ReusedLeft::new(a.as_view(), Op::N, 16, &mut buf).is_packed(), packs);
+        assert_eq!(ReusedLeft::new(a.as_view(), Op::N, 2, &mut buf).is_packed(), packs);
+        assert!(!ReusedLeft::new(a.as_view(), Op::N, 1, &mut buf).is_packed());
+        assert!(!ReusedLeft::new(a.columns(0, SKINNY), Op::N, 16, &mut buf).is_packed());
+        assert_eq!(ReusedLeft::new(a.rows(0, SKINNY + 1), Op::T, 16, &mut buf).is_packed(), packs);
+        assert!(!ReusedLeft::new(a.rows(0, SKINNY), Op::T, 16, &mut buf).is_packed());
+    }
+
+    #[test]
     fn single_columns_take_the_matrix_vector_path_and_agree() {
         let a = DMatrix::from_fn(9, 7, |i, j| (i as f64 * 0.3 - j as f64 * 0.17).sin());
         let x = DMatrix::from_fn(9, 1, |i, _| (i as f64).cos());
