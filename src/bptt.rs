@@ -434,7 +434,7 @@ fn forward_cell<C: Cell, T: Scalar>(params: &Params<T>, inputs: &Inputs<T>, tape
         let xp = shaped(&mut tape.xp, g, if xp_per_step { batch } else { steps * batch });
         if !xp_per_step {
             fill_columns(xp, &lp.bias_ih);
-            gemm(one, lp.weight_ih.as_view(), Op::N, input, Op::N, one, xp.as_view_mut());
+            w_ih.mul_add(input, xp.as_view_mut());
         }
 
         let hs = shaped(hs, hidden, (steps + 1) * batch);

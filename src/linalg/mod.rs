@@ -37,7 +37,7 @@ pub fn gemm<T: Scalar>(
     b: DMatrixView<'_, T>,
     op_b: Op,
     beta: T,
-    c: DMatrixViewMut<'_, T>,
+    mut c: DMatrixViewMut<'_, T>,
 ) {
     let (m, k, _, _) = oriented(a.nrows(), a.ncols(), a.strides(), op_a);
     let (k2, n, _, _) = oriented(b.nrows(), b.ncols(), b.strides(), op_b);
@@ -52,7 +52,6 @@ pub fn gemm<T: Scalar>(
         return skinny(shape, alpha, a, b, op_b, beta, c);
     }
     if small_left(m, k, n, op_a, op_b, alpha, beta) {
-        let mut c = c;
         if beta == T::zero() {
             c.fill(T::zero());
         }
